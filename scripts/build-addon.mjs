@@ -74,13 +74,14 @@ if (!force && upToDate()) {
   process.exit(0);
 }
 
-const gypBin = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+// npm tells install scripts where its bundled node-gyp lives; a local copy also works.
+const gypBin = [process.env.npm_config_node_gyp, join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')].find((p) => p && existsSync(p));
 if (!useGyp && have('cmake')) {
   const args = [join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'compile', '--out', 'build'];
   if (process.env.PTQ4VM_CUDA) args.push(`--CDPTQ4VM_CUDA=${process.env.PTQ4VM_CUDA}`);
   if (process.env.PTQ4VM_CUDA_ARCHS) args.push(`--CDPTQ4VM_CUDA_ARCHS=${process.env.PTQ4VM_CUDA_ARCHS}`);
   run(process.execPath, args);
-} else if (existsSync(gypBin)) {
+} else if (gypBin) {
   run(process.execPath, [gypBin, 'rebuild']);
 } else {
   console.error('ptq4vm: cannot build the addon: neither cmake nor node-gyp is available');

@@ -1,0 +1,95 @@
+import { resolveDataset } from '../../data/index.js';
+import { loadVimModel } from '../../models/load.js';
+import { loadCalibrationImages } from '../../quant/calib-data.js';
+import { calibrate, CALIBRATION_METHODS, type CalibrationEvent } from '../../quant/calibrate.js';
+import { writeQuantizedModel } from '../../quant/file.js';
+import { choiceOption, floatOption, intOption, parseOptions, requireOption, UsageError, type Command } from '../command.js';
+import { ProgressBar } from '../progress.js';
+
+export const calibrateCommand: Command = {
+  name: 'calibrate',
+  summary: 'quantize a model (PTQ4VM or a baseline) and write the quantized file',
+  usage: `Usage: ptq4vm calibrate --model M --calib DATA --out Q.safetensors [options]
+
+Post-training quantization, block by block: per-token static activation quantization, SmoothQuant
+initialisation of the smoothing factors, truncation-search initial step sizes and (method
+ptq4vm) JLSS, which learns the smoothing factors and step sizes jointly. The output file runs on
+the INT8 kernels ('ptq4vm eval --model Q.safetensors').
+
+Options:
+  --model M              FP model file or built-in name (vim-fmnist)
+  --calib DATA           calibration images (ImageFolder, idx file, or fmnist-train)
+  --out Q                quantized model to write (atomically)
+  --wbits B              weight bits, 2..8 (default 8)
+  --abits B              activation bits, 2..8 (default 8)
+  --method M             ptq4vm (default) | ptq4vm-nojlss | smoothquant | rtn
+  --calib-size N         calibration images (default 256)
+  --steps N              JLSS steps per block, full batch (default 100)
+  --alpha A              SmoothQuant migration strength (default 0.5)
+  --jlss-scope S         all (default: the six linears) | inout (only in_proj and out_proj, as the reference code)
+  --granularity G        per-token-static | per-tensor-static | per-token-dynamic
+                         (default: per-token-static for ptq4vm*, per-tensor-static for the baselines)
+  --seed N               seed (default 0); the same seed gives the same file
+  --device D             cpu (default)
+  --json                 last stdout line: the calibration report as JSON`,
+  async run(argv) {
+    const { values } = parseOptions(argv, {
+      model: { type: 'string' }, calib: { type: 'string' }, out: { type: 'string' },
+      wbits: { type: 'string' }, abits: { type: 'string' }, method: { type: 'string' },
+      'calib-size': { type: 'string' }, steps: { type: 'string' }, alpha: { type: 'string' },
+      'jlss-scope': { type: 'string' }, granularity: { type: 'string' }, seed: { type: 'string' },
+      device: { type: 'string' }, json: { type: 'boolean' },
+    });
+    const modelName = requireOption(values.model, 'model');
+    const calibName = requireOption(values.calib, 'calib');
+    const out = requireOption(values.out, 'out');
+    const wbits = intOption(values.wbits, 'wbits', 8, 2, 8);
+    const abits = intOption(values.abits, 'abits', 8, 2, 8);
+    const method = choiceOption(values.method, 'method', CALIBRATION_METHODS, 'ptq4vm');
+    const calibSize = intOption(values['calib-size'], 'calib-size', 256, 1, 100000);
+    const steps = intOption(values.steps, 'steps', 100, 0, 100000);
+    const alpha = floatOption(values.alpha, 'alpha', 0.5, 0, 1);
+    const seed = intOption(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
+    const jlssScope = choiceOption(values['jlss-scope'], 'jlss-scope', ['all', 'inout'] as const, 'all');
+    const granularity = values.granularity === undefined ? undefined
+      : choiceOption(values.granularity, 'granularity', ['per-token-static', 'per-tensor-static', 'per-token-dynamic'] as const, 'per-token-static');
+    const device = choiceOption(values.device, 'device', ['cpu', 'cuda'] as const, 'cpu');
+    if (device === 'cuda') throw new UsageError('calibration on --device cuda is not available in this build; use --device cpu');
+
+    const model = await loadVimModel(modelName);
+    if (model.isQuantized) throw new UsageError(`${modelName} is already quantized; calibrate an FP model`);
+    const dataset = await resolveDataset(calibName);
+    process.stderr.write(`calibrate: ${method} W${wbits}A${abits} on ${calibSize} images of ${dataset.description}\n`);
+    const images = await loadCalibrationImages(model, dataset, calibSize, modelName);
+    const report = calibrate(model, images, { method, wbits, abits, steps, alpha, seed, jlssScope, granularity, onProgress: progressPrinter(model.layers.length) });
+    await writeQuantizedModel(out, model);
+    process.stderr.write(`calibrate: wrote ${out} in ${report.seconds.toFixed(1)} s\n`);
+    if (values.json) process.stdout.write(JSON.stringify({ out, ...report }) + '\n');
+    return 0;
+  },
+};
+
+/** Progress on stderr: statistics pass, then one line per block with its loss before/after JLSS. */
+export function progressPrinter(blocks: number): (e: CalibrationEvent) => void {
+  let bar: ProgressBar | null = null;
+  return (e) => {
+    switch (e.kind) {
+      case 'stats':
+        bar ??= new ProgressBar('statistics', e.total);
+        bar.update(e.done);
+        if (e.done >= e.total) { bar.finish(); bar = null; }
+        break;
+      case 'block-start':
+        break;
+      case 'jlss-step':
+        bar ??= new ProgressBar(`block ${e.block + 1}/${blocks} JLSS`, e.steps);
+        bar.update(e.step + 1, `loss ${e.loss.toExponential(3)}`);
+        break;
+      case 'block-done':
+        bar?.finish();
+        bar = null;
+        process.stderr.write(`block ${e.block + 1}/${e.blocks}: loss ${e.lossBefore.toExponential(3)} → ${e.lossAfter.toExponential(3)} (${e.seconds.toFixed(1)} s)\n`);
+        break;
+    }
+  };
+}

@@ -1,0 +1,8 @@
+import type { Command } from '../command.js';
+import { infoCommand } from './info.js';
+import { inferCommand } from './infer.js';
+import { evalCommand } from './eval.js';
+import { calibrateCommand } from './calibrate.js';
+
+/** Every CLI command, in the order `ptq4vm --help` lists them. */
+export const commands: readonly Command[] = [infoCommand, inferCommand, evalCommand, calibrateCommand];

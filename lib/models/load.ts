@@ -1,0 +1,135 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../backend/addon.js';
+import { readSafetensors } from '../io/safetensors.js';
+import { isQuantTensorName, parseQuantMetadata, QUANT_FORMAT, readSiteQuant, reconstructWeight, type QuantMetadata } from '../quant/file.js';
+import type { Shape, Tensor } from '../tensor/tensor.js';
+import { checkVimTensors, ConfigError, inferVimConfig, parseVimConfig, vimDims, type VimConfig } from './vim/config.js';
+import { VIM_LINEARS, VimModel } from './vim/model.js';
+
+/** Models shipped inside the package, by name. */
+export const BUILTIN_MODELS: Readonly<Record<string, string>> = {
+  'vim-fmnist': 'assets/models/vim-fmnist.safetensors',
+};
+
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+/** A built-in model name or a path → a file path (existence checked). */
+export function resolveModelPath(nameOrPath: string): string {
+  const builtin = BUILTIN_MODELS[nameOrPath];
+  const path = builtin ? join(packageRoot(), builtin) : nameOrPath;
+  if (!existsSync(path)) {
+    throw new ModelLoadError(builtin ? `built-in model ${nameOrPath} is missing from the package (${path})` : `model file not found: ${path}`);
+  }
+  return path;
+}
+
+export interface LoadModelOptions {
+  /** Image size for config inference of official checkpoints (default 224). */
+  imgSize?: number;
+  /** Which state dict of a training checkpoint (.pth) to use: model (default), model_ema, … */
+  key?: string;
+}
+
+function toF32(t: Tensor, name: string, where: string): Tensor<'F32'> {
+  if (t.dtype === 'F32') return t as Tensor<'F32'>;
+  if (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64') return t.toFloat32();
+  throw new ModelLoadError(`${where}: tensor ${name} has dtype ${t.dtype}, expected a float type`);
+}
+
+function quantizedSiteNames(config: VimConfig): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < config.depth; i++) for (const l of VIM_LINEARS) names.push(`layers.${i}.mixer.${l}`);
+  return names;
+}
+
+/**
+ * Loads a Vim model: a built-in name, an FP safetensors file (ours, the fixtures', or an official
+ * checkpoint converted by `ptq4vm convert`), or a quantized file written by `ptq4vm calibrate`.
+ * Everything is validated against the config; errors name the file and the tensor.
+ */
+export async function loadVimModel(nameOrPath: string, opts: LoadModelOptions = {}): Promise<VimModel> {
+  const path = resolveModelPath(nameOrPath);
+  if (/\.(pth|pt)$/i.test(path)) {
+    const { readPthStateDict } = await import('../io/pth-model.js');
+    const { tensors, metadata, where } = await readPthStateDict(path, { imgSize: opts.imgSize, key: opts.key });
+    return buildModel(tensors, metadata, where, opts);
+  }
+  const file = await readSafetensors(path);
+  return buildModel(file.tensors, file.metadata, path, opts);
+}
+
+/** Builds a VimModel from named tensors and metadata (shared by every file kind). */
+export function buildModel(tensors: ReadonlyMap<string, Tensor>, metadata: Record<string, string>, where: string, opts: LoadModelOptions = {}): VimModel {
+  const shapes = new Map<string, Shape>([...tensors].map(([k, v]) => [k, v.shape]));
+  const quantized = metadata.format === QUANT_FORMAT;
+  if (metadata.format !== undefined && !quantized && !metadata.format.startsWith('ptq4vm-fp/')) {
+    throw new ModelLoadError(`${where}: unknown __metadata__.format ${JSON.stringify(metadata.format)}`);
+  }
+  let config: VimConfig;
+  try {
+    if (metadata.config !== undefined) config = parseVimConfig(metadata.config, where);
+    else if (quantized) throw new ConfigError(`${where}: quantized model without __metadata__.config`);
+    else config = inferVimConfig(shapes, where, { imgSize: opts.imgSize });
+  } catch (e) {
+    throw new ModelLoadError((e as Error).message);
+  }
+  const fp = new Map<string, Tensor<'F32'>>();
+  let quantMeta: QuantMetadata | null = null;
+  const siteQuant = new Map<string, ReturnType<typeof readSiteQuant>>();
+  if (quantized) {
+    quantMeta = parseQuantMetadata(metadata.quant, where);
+    const L = vimDims(config).seqLen;
+    const fpShapes = new Map<string, Shape>();
+    for (const [k, s] of shapes) if (!isQuantTensorName(k)) fpShapes.set(k, s);
+    for (const name of quantizedSiteNames(config)) {
+      if (fpShapes.has(`${name}.weight`)) throw new ModelLoadError(`${where}: quantized model also stores ${name}.weight`);
+    }
+    // Check the FP part against the config with the quantized weights taken out.
+    const fullShapes = new Map(fpShapes);
+    const vd = vimDims(config);
+    const sizeOf = (l: string): [number, number] => {
+      const D = config.embed_dim;
+      switch (l) {
+        case 'in_proj': return [2 * vd.dInner, D];
+        case 'out_proj': return [D, vd.dInner];
+        case 'x_proj': case 'x_proj_b': return [vd.xProjOut, vd.dInner];
+        default: return [vd.dInner, vd.dtRank];
+      }
+    };
+    for (let i = 0; i < config.depth; i++) {
+      for (const l of VIM_LINEARS) {
+        const name = `layers.${i}.mixer.${l}`;
+        const [o, n] = sizeOf(l);
+        const q = readSiteQuant(tensors, name, o, n, L, quantMeta, where);
+        siteQuant.set(name, q);
+        fullShapes.set(`${name}.weight`, [o, n]);
+        fp.set(`${name}.weight`, reconstructWeight(q, o, n));
+      }
+    }
+    try {
+      checkVimTensors(config, fullShapes, where, { allowExtra: isQuantTensorName });
+    } catch (e) {
+      throw new ModelLoadError((e as Error).message);
+    }
+  } else {
+    try {
+      checkVimTensors(config, shapes, where);
+    } catch (e) {
+      throw new ModelLoadError((e as Error).message);
+    }
+  }
+  for (const [k, t] of tensors) {
+    if (isQuantTensorName(k) && quantized) continue;
+    fp.set(k, toF32(t, k, where));
+  }
+  const model = new VimModel(config, fp, metadata);
+  if (quantMeta) {
+    model.quantMetadata = quantMeta;
+    for (const s of model.allLinears()) s.quant = siteQuant.get(s.name) ?? null;
+  }
+  return model;
+}
+

@@ -1,0 +1,252 @@
+import type { Act, LinearSite, Mat, ModelOps, ScanDirection } from '../models/ops.js';
+import { aQmax, wQmax, type LinearQuant } from '../quant/params.js';
+import { Tensor } from '../tensor/tensor.js';
+import { cpuKernels } from '../backend/cpu-kernels.js';
+
+/** A host matrix view: `data` starts at element (0, 0). */
+export interface CpuMat extends Mat {
+  readonly data: Float32Array;
+  /** The pooled buffer this view lives in. */
+  readonly buffer: Float32Array;
+}
+
+/** How quantized linears run on the CPU: real INT8 kernels, or their fp32 simulation. */
+export type QuantMode = 'int8' | 'fake';
+
+/** Per-site values derived once from a LinearQuant (reciprocals, dequantized weights). */
+interface SiteCache {
+  quant: LinearQuant;
+  invSmooth: Float32Array;
+  invScale: Float32Array;
+  dequantWeight?: Float32Array;
+}
+
+/**
+ * Executes model graphs on the CPU. FP linears run the FP32 GEMM; quantized ones run as
+ * `quantMode` says. Buffers come from a size-keyed pool and go back to it when a scope ends,
+ * so a forward allocates O(one block) of memory however deep the model is.
+ */
+export class CpuExecutor implements ModelOps<CpuMat> {
+  readonly device = 'cpu' as const;
+  readonly quantMode: QuantMode;
+  private readonly pool = new Map<number, Float32Array[]>();
+  private scopes: Set<Float32Array>[] = [new Set()];
+  private readonly siteCache = new WeakMap<LinearSite, SiteCache>();
+  private readonly k = cpuKernels();
+
+  constructor(opts: { quantMode?: QuantMode } = {}) {
+    this.quantMode = opts.quantMode ?? 'int8';
+  }
+
+  get precision(): string {
+    return this.quantMode === 'fake' ? 'fake-quant' : 'int8';
+  }
+
+  // ---- memory
+
+  alloc(rows: number, cols: number): CpuMat {
+    const n = rows * cols;
+    const free = this.pool.get(n);
+    const buffer = free?.pop() ?? new Float32Array(n);
+    this.scopes[this.scopes.length - 1]!.add(buffer);
+    return { data: buffer, buffer, rows, cols, ld: cols };
+  }
+
+  beginScope(): void {
+    this.scopes.push(new Set());
+  }
+
+  /** Returns every buffer allocated since beginScope to the pool, except those `keep` views live in. */
+  endScope(keep: readonly (CpuMat | null)[]): void {
+    const scope = this.scopes.pop();
+    if (!scope || this.scopes.length === 0) throw new Error('CpuExecutor: endScope without beginScope');
+    const kept = new Set(keep.filter((m): m is CpuMat => m !== null).map((m) => m.buffer));
+    const parent = this.scopes[this.scopes.length - 1]!;
+    for (const b of scope) {
+      if (kept.has(b)) parent.add(b);
+      else this.release(b);
+    }
+  }
+
+  endForward(): void {
+    for (const scope of this.scopes) for (const b of scope) this.release(b);
+    this.scopes = [new Set()];
+  }
+
+  private release(b: Float32Array): void {
+    let list = this.pool.get(b.length);
+    if (!list) this.pool.set(b.length, (list = []));
+    list.push(b);
+  }
+
+  colSlice(m: CpuMat, start: number, end: number): CpuMat {
+    if (start < 0 || end > m.cols || start > end) throw new RangeError(`colSlice [${start}, ${end}) of ${m.cols} columns`);
+    return { data: m.data.subarray(start), buffer: m.buffer, rows: m.rows, cols: end - start, ld: m.ld };
+  }
+
+  toHost(m: CpuMat): Float32Array {
+    const out = new Float32Array(m.rows * m.cols);
+    for (let r = 0; r < m.rows; r++) out.set(m.data.subarray(r * m.ld, r * m.ld + m.cols), r * m.cols);
+    return out;
+  }
+
+  /** Wraps host data as a matrix (copied into a pooled buffer). */
+  fromHost(data: Float32Array, rows: number, cols: number): CpuMat {
+    const m = this.alloc(rows, cols);
+    m.data.set(data.subarray(0, rows * cols));
+    return m;
+  }
+
+  // ---- ops
+
+  patchEmbed(images: Tensor<'F32'>, weight: Tensor<'F32'>, bias: Tensor<'F32'>, stride: number): CpuMat {
+    const [B, C, H, W] = images.shape as [number, number, number, number];
+    const [D, , P] = weight.shape as [number, number, number, number];
+    const gh = Math.floor((H - P) / stride) + 1;
+    const gw = Math.floor((W - P) / stride) + 1;
+    const out = this.alloc(B * gh * gw, D);
+    this.k.patchEmbedF32(B, C, H, W, P, stride, images.data, weight.data, bias.data, D, out.data);
+    return out;
+  }
+
+  assembleTokens(patches: CpuMat, batch: number, clsToken: Tensor<'F32'>, posEmbed: Tensor<'F32'>, clsPos: number): CpuMat {
+    const D = patches.cols;
+    const L = posEmbed.dim(1);
+    const G = patches.rows / batch;
+    const out = this.alloc(batch * L, D);
+    const pos = posEmbed.data;
+    for (let b = 0; b < batch; b++) {
+      for (let t = 0; t < L; t++) {
+        const dst = out.data.subarray((b * L + t) * D, (b * L + t + 1) * D);
+        if (t === clsPos) dst.set(clsToken.data.subarray(0, D));
+        else {
+          const src = b * G + (t < clsPos ? t : t - 1);
+          dst.set(patches.data.subarray(src * patches.ld, src * patches.ld + D));
+        }
+        for (let j = 0; j < D; j++) dst[j]! += pos[t * D + j]!;
+      }
+    }
+    return out;
+  }
+
+  addNorm(x: CpuMat, residual: CpuMat | null, weight: Tensor<'F32'>, eps: number, next: LinearSite | null): { residual: CpuMat; normed: Act<CpuMat> } {
+    const rows = x.rows;
+    const D = x.cols;
+    if (x.ld !== D || (residual && residual.ld !== D)) throw new Error('addNorm: operands must be contiguous');
+    const res = residual ?? this.alloc(rows, D);
+    const normed = this.alloc(rows, D);
+    this.k.addRmsNormF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, normed.data);
+    return { residual: res, normed: { fp: normed } };
+  }
+
+  linear(x: Act<CpuMat>, site: LinearSite): CpuMat {
+    const a = x.fp;
+    if (!a) throw new Error(`${site.name}: the CPU executor needs the fp32 input`);
+    const out = this.alloc(a.rows, site.outFeatures);
+    const q = site.quant;
+    if (!q) {
+      this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data, site.inFeatures,
+        site.bias ? site.bias.data : null, false, out.data, out.ld);
+      return out;
+    }
+    // Simulation: dequantize(quantize(x/σ)) · dequantize(qweight)ᵀ in fp32.
+    const cache = this.cacheFor(site, q);
+    const deq = this.fakeQuantizeActivation(a, cache);
+    cache.dequantWeight ??= dequantizeWeights(q, site.outFeatures, site.inFeatures);
+    this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, deq.data, deq.ld, cache.dequantWeight, site.inFeatures,
+      site.bias ? site.bias.data : null, false, out.data, out.ld);
+    return out;
+  }
+
+  conv1dSilu(x: CpuMat, L: number, weight: Tensor<'F32'>, bias: Tensor<'F32'>, reverse: boolean, _next: LinearSite): Act<CpuMat> & { fp: CpuMat } {
+    const E = x.cols;
+    const out = this.alloc(x.rows, E);
+    this.k.causalConv1dF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, true, out.data, out.ld);
+    return { fp: out };
+  }
+
+  bidirectionalScan(dirs: readonly [ScanDirection<CpuMat>, ScanDirection<CpuMat>], z: CpuMat, L: number, _next: LinearSite): Act<CpuMat> {
+    const E = z.cols;
+    const y = this.alloc(z.rows, E);
+    dirs.forEach((d, i) => {
+      this.k.selectiveScanF32({
+        B: z.rows / L, L, E, N: d.B.cols,
+        u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
+        Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, z: z.data, ldz: z.ld,
+        deltaBias: d.deltaBias, deltaSoftplus: true, reverse: d.reverse,
+        accumulate: i === 1, outScale: 0.5, y: y.data, ldy: y.ld,
+      });
+    });
+    return { fp: y };
+  }
+
+  gatherRows(m: CpuMat, start: number, step: number, count: number): CpuMat {
+    const out = this.alloc(count, m.cols);
+    for (let i = 0; i < count; i++) {
+      const r = start + i * step;
+      out.data.set(m.data.subarray(r * m.ld, r * m.ld + m.cols), i * m.cols);
+    }
+    return out;
+  }
+
+  // ---- quantization helpers
+
+  private cacheFor(site: LinearSite, q: LinearQuant): SiteCache {
+    let c = this.siteCache.get(site);
+    if (!c || c.quant !== q) {
+      c = { quant: q, invSmooth: reciprocal(q.smooth), invScale: reciprocal(q.actScale) };
+      this.siteCache.set(site, c);
+    }
+    return c;
+  }
+
+  /** x/σ quantized with the site's activation parameters and dequantized again: [rows, cols]. */
+  private fakeQuantizeActivation(a: CpuMat, c: SiteCache): CpuMat {
+    const q = c.quant;
+    const { rows, cols } = a;
+    const qmax = aQmax(q.abits);
+    let period = q.actScale.length;
+    let scale = q.actScale;
+    let invScale = c.invScale;
+    let zero = q.actZero;
+    if (q.granularity === 'per-token-dynamic') {
+      period = rows;
+      scale = new Float32Array(rows);
+      invScale = new Float32Array(rows);
+      zero = new Int32Array(rows);
+      this.k.quantizeParamsDynamic(rows, cols, a.data, a.ld, c.invSmooth, qmax, scale, invScale, zero);
+    }
+    const codes = new Uint8Array(rows * cols);
+    this.k.quantizeU8(rows, cols, period, a.data, a.ld, c.invSmooth, invScale, zero, qmax, codes, cols);
+    const out = this.alloc(rows, cols);
+    const d = out.data;
+    for (let r = 0; r < rows; r++) {
+      const p = r % period;
+      const s = scale[p]!;
+      const z = zero[p]!;
+      const o = r * cols;
+      for (let j = 0; j < cols; j++) d[o + j] = (codes[o + j]! - z) * s;
+    }
+    return out;
+  }
+}
+
+function reciprocal(v: Float32Array): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let i = 0; i < v.length; i++) out[i] = 1 / v[i]!;
+  return out;
+}
+
+/** qweight · wscale per row: the weights the simulation multiplies by (σ already folded in). */
+export function dequantizeWeights(q: LinearQuant, out: number, inF: number): Float32Array {
+  const w = new Float32Array(out * inF);
+  const lim = wQmax(q.wbits);
+  for (let o = 0; o < out; o++) {
+    const s = q.wscale[o]!;
+    for (let j = 0; j < inF; j++) {
+      const v = q.qweight[o * inF + j]!;
+      w[o * inF + j] = Math.max(-lim, Math.min(lim, v)) * s;
+    }
+  }
+  return w;
+}

@@ -1,0 +1,40 @@
+import type { VimModel } from '../models/vim/model.js';
+import type { ModelRunner } from './forward.js';
+
+/** What `ptq4vm info`, `GET /v1/model` and `Model.info` report about a loaded model. */
+export interface ModelInfo {
+  arch: string;
+  config: Record<string, unknown>;
+  parameters: number;
+  seqLen: number;
+  classes: number;
+  device: string;
+  precision: string;
+  quantization: Record<string, unknown> | null;
+  normalize: { mean: number[]; std: number[] } | null;
+  labels: string[] | null;
+}
+
+function parseJson<T>(s: string | undefined): T | null {
+  if (s === undefined) return null;
+  try {
+    return JSON.parse(s) as T;
+  } catch {
+    return null;
+  }
+}
+
+export function describeModel(model: VimModel, runner?: ModelRunner): ModelInfo {
+  return {
+    arch: model.config.arch,
+    config: { ...model.config },
+    parameters: model.parameterCount,
+    seqLen: model.dims.seqLen,
+    classes: model.config.num_classes,
+    device: runner?.device ?? 'cpu',
+    precision: runner?.precision ?? (model.isQuantized ? 'int8' : 'fp32'),
+    quantization: model.quantMetadata ? { ...model.quantMetadata } : null,
+    normalize: parseJson(model.metadata.normalize),
+    labels: parseJson(model.metadata.labels),
+  };
+}
