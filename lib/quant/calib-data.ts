@@ -1,19 +1,21 @@
-import { preprocessFromModel, type Dataset } from '../data/index.js';
+import { preprocessFromModel, sampleIndices, type Dataset } from '../data/index.js';
 import type { VimModel } from '../models/vim/model.js';
 import { Tensor } from '../tensor/tensor.js';
 
 /**
- * The calibration images: the first `count` images of the data set, preprocessed for the model,
- * as one tensor [count, C, H, W]. Fails if the set is smaller than asked.
+ * The calibration images: `count` images drawn from the data set by `seed` (all of them, in
+ * order, when it has exactly `count`), preprocessed for the model, as one tensor [count, C, H, W].
+ * Drawing rather than taking the first ones matters for class-sorted folders such as ImageNet's.
  */
-export async function loadCalibrationImages(model: VimModel, dataset: Dataset, count: number, where: string): Promise<Tensor<'F32'>> {
+export async function loadCalibrationImages(model: VimModel, dataset: Dataset, count: number, where: string, seed = 0): Promise<Tensor<'F32'>> {
   const c = model.config;
   const preprocess = preprocessFromModel({ in_chans: c.in_chans, img_size: c.img_size }, { ...model.metadata }, where);
   if (dataset.length < count) throw new Error(`${dataset.source}: the calibration set has ${dataset.length} images, ${count} were asked for`);
   const per = c.in_chans * c.img_size * c.img_size;
   const out = new Float32Array(count * per);
   let n = 0;
-  for await (const b of dataset.batches({ preprocess, batchSize: 64, limit: count })) {
+  const indices = dataset.length === count ? undefined : sampleIndices(dataset.length, count, seed);
+  for await (const b of dataset.batches({ preprocess, batchSize: 64, limit: indices ? undefined : count, indices })) {
     const k = b.images.dim(0);
     out.set(b.images.data.subarray(0, k * per), n * per);
     n += k;

@@ -10,8 +10,8 @@ export interface CpuMat extends Mat {
   readonly buffer: Float32Array;
 }
 
-/** How quantized linears run on the CPU: real INT8 kernels, or their fp32 simulation. */
-export type QuantMode = 'int8' | 'fake';
+/** How quantized linears run on the CPU: real INT8 kernels, their fp32 simulation, or ignored (FP weights). */
+export type QuantMode = 'int8' | 'fake' | 'off';
 
 /** Per-site values derived once from a LinearQuant (reciprocals, dequantized weights). */
 interface SiteCache {
@@ -39,7 +39,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   }
 
   get precision(): string {
-    return this.quantMode === 'fake' ? 'fake-quant' : 'int8';
+    return { int8: 'int8', fake: 'fake-quant', off: 'fp32' }[this.quantMode];
   }
 
   // ---- memory
@@ -143,14 +143,15 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const a = x.fp;
     if (!a) throw new Error(`${site.name}: the CPU executor needs the fp32 input`);
     const out = this.alloc(a.rows, site.outFeatures);
-    const q = site.quant;
+    const q = this.quantMode === 'off' ? null : site.quant;
     if (!q) {
       this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data, site.inFeatures,
         site.bias ? site.bias.data : null, false, out.data, out.ld);
       return out;
     }
-    // Simulation: dequantize(quantize(x/σ)) · dequantize(qweight)ᵀ in fp32.
     const cache = this.cacheFor(site, q);
+    if (this.quantMode === 'int8') return this.int8Linear(a, site, cache, out);
+    // Simulation: dequantize(quantize(x/σ)) · dequantize(qweight)ᵀ in fp32.
     const deq = this.fakeQuantizeActivation(a, cache);
     cache.dequantWeight ??= dequantizeWeights(q, site.outFeatures, site.inFeatures);
     this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, deq.data, deq.ld, cache.dequantWeight, site.inFeatures,
@@ -190,6 +191,10 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   }
 
   // ---- quantization helpers
+
+  private int8Linear(_a: CpuMat, site: LinearSite, _c: SiteCache, _out: CpuMat): CpuMat {
+    throw new Error(`${site.name}: the CPU INT8 kernels are not in this build yet; use --precision fake-quant`);
+  }
 
   private cacheFor(site: LinearSite, q: LinearQuant): SiteCache {
     let c = this.siteCache.get(site);

@@ -41,10 +41,9 @@ export class ModelRunner {
     if ((precision === 'int8' || precision === 'fake-quant') && !model.isQuantized) {
       throw new InputError(`precision ${precision} needs a quantized model (run 'ptq4vm calibrate' first)`);
     }
-    if (precision === 'fp32') for (const s of model.allLinears()) s.quant = null;
     this.precision = precision;
     this.model = model;
-    const quantMode: QuantMode = precision === 'fake-quant' ? 'fake' : 'int8';
+    const quantMode: QuantMode = precision === 'fake-quant' ? 'fake' : precision === 'fp32' ? 'off' : 'int8';
     this.ops = new CpuExecutor({ quantMode }) as unknown as ModelOps<Mat>;
   }
 

@@ -60,7 +60,7 @@ Options:
     if (model.isQuantized) throw new UsageError(`${modelName} is already quantized; calibrate an FP model`);
     const dataset = await resolveDataset(calibName);
     process.stderr.write(`calibrate: ${method} W${wbits}A${abits} on ${calibSize} images of ${dataset.description}\n`);
-    const images = await loadCalibrationImages(model, dataset, calibSize, modelName);
+    const images = await loadCalibrationImages(model, dataset, calibSize, modelName, seed);
     const report = calibrate(model, images, { method, wbits, abits, steps, alpha, seed, jlssScope, granularity, onProgress: progressPrinter(model.layers.length) });
     await writeQuantizedModel(out, model);
     process.stderr.write(`calibrate: wrote ${out} in ${report.seconds.toFixed(1)} s\n`);

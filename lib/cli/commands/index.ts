@@ -3,6 +3,7 @@ import { infoCommand } from './info.js';
 import { inferCommand } from './infer.js';
 import { evalCommand } from './eval.js';
 import { calibrateCommand } from './calibrate.js';
+import { compareCommand } from './compare.js';
 
 /** Every CLI command, in the order `ptq4vm --help` lists them. */
-export const commands: readonly Command[] = [infoCommand, inferCommand, evalCommand, calibrateCommand];
+export const commands: readonly Command[] = [infoCommand, inferCommand, evalCommand, calibrateCommand, compareCommand];
