@@ -11,12 +11,18 @@ namespace ptq4vm {
 struct PackedInt8Weights;
 struct PackedInt8WeightsDeleter { void operator()(PackedInt8Weights*) const; };
 using PackedInt8WeightsPtr = std::unique_ptr<PackedInt8Weights, PackedInt8WeightsDeleter>;
+// The CPU layout is the same for every ISA, so a packing stays valid when the active ISA changes.
+// K ≤ 32768 keeps every accumulator and zero-point term inside int32.
 PackedInt8WeightsPtr pack_int8_weights(int64_t N, int64_t K, const int8_t* qw);
 const int32_t* packed_int8_wsum(const PackedInt8Weights& w);
+int64_t packed_int8_n(const PackedInt8Weights& w);  // N and K the weights were packed with
+int64_t packed_int8_k(const PackedInt8Weights& w);
 
-// Epilogue, p = m % period (see quantize.h):
-//   C[m,n] = (float)(acc[m,n] − a_zero[p] · wsum[n]) · a_scale[p] · w_scale[n] + bias[n]
-// evaluated left to right in fp32 (bias may be null); accumulate adds to C instead of writing.
+// Epilogue, p = m % period (see quantize.h), in fp32 with exactly two roundings after the
+// int → float conversion, so every path (and the reference) produces the same bits:
+//   v       = (float)(acc[m,n] − a_zero[p] · wsum[n]) · a_scale[p]
+//   C[m,n]  = fma(v, w_scale[n], bias ? bias[n] : 0)          (one fused multiply-add)
+// accumulate adds that value to C (C + y) instead of writing it. a_zero[p] in [0, 255].
 struct Int8Epilogue {
   int64_t period = 1;
   const float* a_scale = nullptr;   // [period]

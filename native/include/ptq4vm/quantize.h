@@ -21,8 +21,12 @@ void quantize_u8_ref(int64_t rows, int64_t cols, int64_t period, const float* x,
 // Per-token dynamic parameters of the rows of
 // x·inv_smooth: lo = min(0, min_j v), hi = max(0, max_j v), scale = max(hi − lo, 1e-8) / qmax,
 // zero = clamp(round_half_even(−lo / scale), 0, qmax); writes scale, inv_scale = 1/scale, zero.
+// A NaN input quantizes to 0 (NaNs are skipped by the min/max of the dynamic parameters).
 void quantize_params_dynamic(int64_t rows, int64_t cols, const float* x, int64_t ldx,
                              const float* inv_smooth, int qmax, float* scale, float* inv_scale,
                              int32_t* zero);
+void quantize_params_dynamic_ref(int64_t rows, int64_t cols, const float* x, int64_t ldx,
+                                 const float* inv_smooth, int qmax, float* scale, float* inv_scale,
+                                 int32_t* zero);
 
 }  // namespace ptq4vm

@@ -1,0 +1,139 @@
+// selective_scan_f32 / selective_scan_bidir_f32 drivers: A·log2(e) transposed once to [N, E],
+// (batch, channel-block) tasks split across threads, per-ISA block loops (scan_rows.h);
+// scalar references.
+#include "ptq4vm/scan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "ptq4vm/quantize.h"
+#include "ptq4vm/runtime.h"
+#include "ptq4vm/scan_bidir.h"
+#include "scratch.h"
+#include "vector_kernels.h"
+
+namespace ptq4vm {
+
+namespace {
+constexpr double kLog2eD = 1.4426950408889634074;
+constexpr int64_t kMaxLanes = 16;  // the widest VecF; rows of a2t are padded to a multiple of it
+
+
+// A·log2(e) transposed to [N, a2t_ld], zero-padded to a multiple of the widest vector.
+void fill_a2t(const float* A, int64_t E, int64_t N, int64_t a2t_ld, float* a2t) {
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t e = 0; e < E; ++e) a2t[n * a2t_ld + e] = float(double(A[e * N + n]) * kLog2eD);
+    for (int64_t e = E; e < a2t_ld; ++e) a2t[n * a2t_ld + e] = 0.0f;
+  }
+}
+
+int lanes_of(int isa) {
+  return cpu::pick_isa(isa, cpu::scalar::vector_lanes, cpu::avx2::vector_lanes, cpu::avx512::vector_lanes)();
+}
+
+}  // namespace
+
+void selective_scan_f32(const ScanArgs& a) {
+  if (a.B <= 0 || a.L <= 0 || a.E <= 0) return;
+  const int isa = int(active_isa());
+  const int lanes = lanes_of(isa);
+  const auto block_fn = cpu::pick_isa(isa, cpu::scalar::selective_scan_block,
+                                      cpu::avx2::selective_scan_block,
+                                      cpu::avx512::selective_scan_block);
+  const int64_t a2t_ld = (a.E + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
+  const int64_t N = std::max<int64_t>(a.N, 0);
+  float* a2t = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal, size_t(N * a2t_ld + 1));
+  fill_a2t(a.A, a.E, N, a2t_ld, a2t);
+  const int64_t e_blocks = (a.E + lanes - 1) / lanes;
+  parallel_for(a.B * e_blocks, 1, [&](int64_t i0, int64_t i1) {
+    float* state = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal2, size_t(N * lanes + 1));
+    for (int64_t i = i0; i < i1; ++i) {
+      block_fn(a, a2t, a2t_ld, i / e_blocks, (i % e_blocks) * lanes, state);
+    }
+  });
+}
+
+void selective_scan_bidir_f32(const BiScanArgs& a) {
+  if (a.B <= 0 || a.L <= 0 || a.E <= 0) return;
+  const int isa = int(active_isa());
+  const int lanes = lanes_of(isa);
+  const auto block_fn = cpu::pick_isa(isa, cpu::scalar::selective_scan_bidir_block,
+                                      cpu::avx2::selective_scan_bidir_block,
+                                      cpu::avx512::selective_scan_bidir_block);
+  const int64_t a2t_ld = (a.E + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
+  const int64_t N = std::max<int64_t>(a.N, 0);
+  float* a2t_mem = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal, size_t(2 * N * a2t_ld + 1));
+  const float* a2t[2] = {a2t_mem, a2t_mem + N * a2t_ld};
+  fill_a2t(a.dir[0].A, a.E, N, a2t_ld, a2t_mem);
+  fill_a2t(a.dir[1].A, a.E, N, a2t_ld, a2t_mem + N * a2t_ld);
+  const int64_t e_blocks = (a.E + lanes - 1) / lanes;
+  parallel_for(a.B * e_blocks, 1, [&](int64_t i0, int64_t i1) {
+    // One buffer: the state (N · lanes) then the forward outputs (L · lanes), 64-byte aligned.
+    const int64_t state_floats = (N * lanes + 15) / 16 * 16;
+    float* ws = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal2,
+                                              size_t(state_floats + a.L * lanes + 1));
+    for (int64_t i = i0; i < i1; ++i) {
+      block_fn(a, a2t, a2t_ld, i / e_blocks, (i % e_blocks) * lanes, ws + state_floats, ws);
+    }
+  });
+}
+
+void selective_scan_f32_ref(const ScanArgs& a) {
+  std::vector<double> h(size_t(std::max<int64_t>(a.N, 1)));
+  for (int64_t b = 0; b < a.B; ++b) {
+    for (int64_t e = 0; e < a.E; ++e) {
+      std::fill(h.begin(), h.end(), 0.0);
+      for (int64_t s = 0; s < a.L; ++s) {
+        const int64_t t = a.reverse ? a.L - 1 - s : s;
+        const int64_t row = b * a.L + t;
+        const double u = a.u[row * a.ldu + e];
+        double dt = double(a.delta[row * a.lddelta + e]) + (a.delta_bias ? a.delta_bias[e] : 0.0);
+        if (a.delta_softplus && dt <= 20.0) dt = std::log1p(std::exp(dt));
+        double o = 0;
+        for (int64_t n = 0; n < a.N; ++n) {
+          h[n] = std::exp(dt * a.A[e * a.N + n]) * h[n] + dt * a.Bm[row * a.ldB + n] * u;
+          o += h[n] * a.Cm[row * a.ldC + n];
+        }
+        if (a.D) o += a.D[e] * u;
+        if (a.z) {
+          const double z = a.z[row * a.ldz + e];
+          o *= z / (1.0 + std::exp(-z));
+        }
+        float& y = a.y[row * a.ldy + e];
+        y = float((a.accumulate ? double(y) : 0.0) + double(a.out_scale) * o);
+      }
+    }
+  }
+}
+
+void selective_scan_bidir_f32_ref(const BiScanArgs& a) {
+  const int64_t rows = a.B * a.L;
+  std::vector<float> o[2];
+  for (int k = 0; k < 2; ++k) {
+    const ScanDirectionArgs& d = a.dir[k];
+    o[k].assign(size_t(std::max<int64_t>(rows * a.E, 1)), 0.0f);
+    ScanArgs s;
+    s.B = a.B, s.L = a.L, s.E = a.E, s.N = a.N;
+    s.u = d.u, s.ldu = d.ldu, s.delta = d.delta, s.lddelta = d.lddelta, s.A = d.A;
+    s.Bm = d.Bm, s.ldB = d.ldB, s.Cm = d.Cm, s.ldC = d.ldC, s.D = d.D, s.delta_bias = d.delta_bias;
+    s.delta_softplus = a.delta_softplus;
+    s.reverse = k == 1;
+    s.y = o[k].data(), s.ldy = a.E;
+    selective_scan_f32_ref(s);
+  }
+  std::vector<float> yc(size_t(std::max<int64_t>(rows * a.E, 1)));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t e = 0; e < a.E; ++e) {
+      const double z = a.z[r * a.ldz + e];
+      const double v = (double(o[0][r * a.E + e]) + o[1][r * a.E + e]) * 0.5 * (z / (1.0 + std::exp(-z)));
+      yc[r * a.E + e] = float(v);
+      if (a.y) a.y[r * a.ldy + e] = float(v);
+    }
+  if (a.q) {
+    quantize_u8_ref(rows, a.E, a.quant.period, yc.data(), a.E, a.quant.inv_smooth, a.quant.inv_scale, a.quant.zero,
+                    a.quant.qmax, a.q, a.ldq);
+  }
+}
+
+}  // namespace ptq4vm

@@ -1,0 +1,172 @@
+// Inner loops of the selective scans (selective_scan_f32, selective_scan_bidir_f32) against
+// VecF (see vector_kernels.h). Lanes run over channels e (contiguous in u, delta, z, y at a
+// fixed token). Tokens go in chunks: a first pass computes the per-token, per-channel terms
+// (dt = softplus(Δ + bias), dt·u, D·u, SiLU(z)) at full throughput, a second pass runs the
+// recurrence, whose only per-state work is exp2(dt · A·log2 e) (exp2_f32) and three
+// multiply-adds. The
+// state h[n] of a channel block lives in registers when the state size is a compile-time
+// constant (NS > 0), else in `state` scratch.
+#pragma once
+#include <cstdint>
+
+#include "ptq4vm/scan.h"
+#include "ptq4vm/scan_bidir.h"
+#include "quantize_rows.h"
+#include "simd.h"
+
+namespace ptq4vm::cpu {
+namespace {
+
+constexpr int kScanChunk = 32;  // tokens per pre-pass; its buffers stay in L1
+
+// One direction's operands for the channel block [e0, e0 + lanes) of one batch item.
+struct ScanBlockOperands {
+  const float* u;  int64_t ldu;
+  const float* delta;  int64_t lddelta;
+  const float* Bm;  int64_t ldB;
+  const float* Cm;  int64_t ldC;
+  const float* a2;  int64_t a2_ld;  // A·log2 e transposed [N, ·], at e0
+  VecF delta_bias, d_skip;
+};
+
+// Runs one direction over the L tokens and calls sink(t, o, gate) with the ungated output
+// o = Σ_n h[n]·C[n] + D·u of each token (gate = SiLU(z) of the token if z, else unused).
+template <int NS, typename Sink>
+inline void scan_direction(const ScanBlockOperands& d, int64_t L, int64_t N, bool reverse, bool softplus,
+                           int lanes, const float* z, int64_t ldz, float* state, Sink&& sink) {
+  constexpr int W = VecF::kWidth;
+  const bool full = lanes == W;
+  auto load = [&](const float* p) { return full ? VecF::load(p) : VecF::load_partial(p, lanes); };
+  alignas(64) float dt_buf[kScanChunk * W], dtu_buf[kScanChunk * W], skip_buf[kScanChunk * W];
+  alignas(64) float gate_buf[kScanChunk * W];
+
+  VecF h_reg[NS > 0 ? NS : 1];
+  // With NS known, the block's A·log2 e rows are copied next to each other so the loop
+  // addresses them from one base register.
+  alignas(64) float a2_blk[NS > 0 ? NS * W : 1];
+  if constexpr (NS > 0) {
+    for (int n = 0; n < NS; ++n) {
+      h_reg[n] = VecF::zero();
+      VecF::load(d.a2 + n * d.a2_ld).store(a2_blk + n * W);
+    }
+  } else {
+    for (int64_t n = 0; n < N; ++n) VecF::zero().store(state + n * W);
+  }
+
+  for (int64_t s0 = 0; s0 < L; s0 += kScanChunk) {
+    const int chunk = L - s0 < kScanChunk ? int(L - s0) : kScanChunk;
+    // Pass 1: token terms of the chunk, in scan order.
+    for (int i = 0; i < chunk; ++i) {
+      const int64_t t = reverse ? L - 1 - (s0 + i) : s0 + i;
+      const VecF uv = load(d.u + t * d.ldu);
+      VecF dt = load(d.delta + t * d.lddelta) + d.delta_bias;
+      if (softplus) dt = softplus_f32(dt);
+      dt.store(dt_buf + i * W);
+      (dt * uv).store(dtu_buf + i * W);
+      (d.d_skip * uv).store(skip_buf + i * W);
+      if (z) silu_f32(load(z + t * ldz)).store(gate_buf + i * W);
+    }
+    // Pass 2: the recurrence.
+    for (int i = 0; i < chunk; ++i) {
+      const int64_t t = reverse ? L - 1 - (s0 + i) : s0 + i;
+      const VecF dt = VecF::load(dt_buf + i * W), dtu = VecF::load(dtu_buf + i * W);
+      const float* Bt = d.Bm + t * d.ldB;
+      const float* Ct = d.Cm + t * d.ldC;
+      // Two partial sums halve the dependent chain of multiply-adds over the states.
+      VecF acc0 = VecF::load(skip_buf + i * W), acc1 = VecF::zero();
+      if constexpr (NS > 0) {
+#pragma GCC unroll 16
+        for (int n = 0; n < NS; ++n) {
+          const VecF decay = exp2_f32(dt * VecF::load(a2_blk + n * W));
+          h_reg[n] = fma(decay, h_reg[n], dtu * VecF::set1(Bt[n]));
+          if (n % 2 == 0) acc0 = fma(h_reg[n], VecF::set1(Ct[n]), acc0);
+          else acc1 = fma(h_reg[n], VecF::set1(Ct[n]), acc1);
+        }
+      } else {
+        for (int64_t n = 0; n < N; ++n) {
+          const VecF decay = exp2_f32(dt * VecF::load(d.a2 + n * d.a2_ld));
+          const VecF h = fma(decay, VecF::load(state + n * W), dtu * VecF::set1(Bt[n]));
+          h.store(state + n * W);
+          if (n % 2 == 0) acc0 = fma(h, VecF::set1(Ct[n]), acc0);
+          else acc1 = fma(h, VecF::set1(Ct[n]), acc1);
+        }
+      }
+      sink(t, acc0 + acc1, gate_buf + i * W);
+    }
+  }
+}
+
+template <typename Load>
+ScanBlockOperands block_operands(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b, int64_t e0,
+                                 Load&& load) {
+  return {a.u + b * a.L * a.ldu + e0, a.ldu, a.delta + b * a.L * a.lddelta + e0, a.lddelta,
+          a.Bm + b * a.L * a.ldB, a.ldB, a.Cm + b * a.L * a.ldC, a.ldC, a2t + e0, a2t_ld,
+          a.delta_bias ? load(a.delta_bias + e0) : VecF::zero(), a.D ? load(a.D + e0) : VecF::zero()};
+}
+
+template <int NS>
+void selective_scan_block_impl(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b,
+                               int64_t e0, float* state) {
+  constexpr int W = VecF::kWidth;
+  const int lanes = a.E - e0 < W ? int(a.E - e0) : W;
+  const bool full = lanes == W;
+  auto load = [&](const float* p) { return full ? VecF::load(p) : VecF::load_partial(p, lanes); };
+  const ScanBlockOperands d = block_operands(a, a2t, a2t_ld, b, e0, load);
+  const VecF out_scale = VecF::set1(a.out_scale);
+  float* y = a.y + b * a.L * a.ldy + e0;
+  const float* z = a.z ? a.z + b * a.L * a.ldz + e0 : nullptr;
+  scan_direction<NS>(d, a.L, a.N, a.reverse, a.delta_softplus, lanes, z, a.ldz, state,
+                     [&](int64_t t, VecF o, const float* gate) {
+                       if (z) o = o * VecF::load(gate);
+                       o = o * out_scale;
+                       float* yt = y + t * a.ldy;
+                       if (a.accumulate) o = o + load(yt);
+                       if (full) o.store(yt);
+                       else o.store_partial(yt, lanes);
+                     });
+}
+
+// Both directions of channel block [e0, e0 + lanes) of batch item b: the forward outputs go
+// to fwd_buf [L, W], the backward pass combines, gates and writes y and/or q.
+template <int NS>
+void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t[2], int64_t a2t_ld,
+                                     int64_t b, int64_t e0, float* fwd_buf, float* state) {
+  constexpr int W = VecF::kWidth;
+  const int lanes = a.E - e0 < W ? int(a.E - e0) : W;
+  const bool full = lanes == W;
+  auto load = [&](const float* p) { return full ? VecF::load(p) : VecF::load_partial(p, lanes); };
+  ScanBlockOperands d[2];
+  for (int k = 0; k < 2; ++k) {
+    const ScanDirectionArgs& s = a.dir[k];
+    d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, s.delta + b * a.L * s.lddelta + e0, s.lddelta,
+            s.Bm + b * a.L * s.ldB, s.ldB, s.Cm + b * a.L * s.ldC, s.ldC, a2t[k] + e0, a2t_ld,
+            s.delta_bias ? load(s.delta_bias + e0) : VecF::zero(), s.D ? load(s.D + e0) : VecF::zero()};
+  }
+  scan_direction<NS>(d[0], a.L, a.N, false, a.delta_softplus, lanes, nullptr, 0, state,
+                     [&](int64_t t, VecF o, const float*) { o.store(fwd_buf + t * W); });
+
+  const float* z = a.z + b * a.L * a.ldz + e0;
+  float* y = a.y ? a.y + b * a.L * a.ldy + e0 : nullptr;
+  const TokenQuantizer& qz = a.quant;
+  const VecF inv_smooth = qz.inv_smooth ? load(qz.inv_smooth + e0) : VecF::set1(1.0f);
+  const VecF qmax = VecF::set1(float(qz.qmax));
+  const VecF half = VecF::set1(0.5f);
+  scan_direction<NS>(d[1], a.L, a.N, true, a.delta_softplus, lanes, z, a.ldz, state,
+                     [&](int64_t t, VecF o, const float* gate) {
+                       const VecF yc = ((VecF::load(fwd_buf + t * W) + o) * half) * VecF::load(gate);
+                       if (y) {
+                         if (full) yc.store(y + t * a.ldy);
+                         else yc.store_partial(y + t * a.ldy, lanes);
+                       }
+                       if (a.q) {
+                         const int64_t row = b * a.L + t;
+                         const int64_t p = row % qz.period;
+                         const VecF qv = quantize_lanes(yc, inv_smooth, VecF::set1(qz.inv_scale[p]),
+                                                        VecF::set1(float(qz.zero[p])), qmax);
+                         store_u8(a.q + row * a.ldq + e0, qv, lanes);
+                       }
+                     });
+}
+
+}  // namespace
+}  // namespace ptq4vm::cpu

@@ -1,0 +1,307 @@
+// One float-vector type per translation unit, chosen by the ISA flags the file is compiled with
+// (CMake gives *_avx512.cpp / *_avx2.cpp their flags; other files get the portable width-1
+// type). Kernel bodies written once against `VecF` therefore compile to AVX-512, AVX2 or scalar
+// code. Everything here has internal linkage so the differently-compiled copies never merge.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
+// GCC 12 reports its own _mm512_undefined_ps() placeholders inside the AVX-512 intrinsic
+// wrappers as "maybe uninitialized" once they are inlined (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace ptq4vm::cpu {
+namespace {
+
+// Constants of the exp/log approximations (see exp_f32 / log1p_f32 below).
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693145751953125f;        // high bits of ln 2, exact product with k
+constexpr float kLn2Lo = 1.42860682030941723e-6f;   // ln 2 − kLn2Hi
+constexpr float kExpMaxArg = 88.7228f;               // exp(x) overflows float above this
+constexpr float kExpMinArg = -87.3365f;              // below this exp(x) is under FLT_MIN
+
+#if defined(__AVX512F__)
+
+struct VecF {
+  static constexpr int kWidth = 16;
+  __m512 v;
+  VecF() = default;
+  VecF(__m512 x) : v(x) {}
+  static VecF zero() { return _mm512_setzero_ps(); }
+  static VecF set1(float x) { return _mm512_set1_ps(x); }
+  static VecF load(const float* p) { return _mm512_loadu_ps(p); }
+  // First n (< kWidth) lanes from p, the rest 0; never touches memory past p[n-1].
+  static VecF load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void store_partial(float* p, int n) const { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
+  float reduce_add() const { return _mm512_reduce_add_ps(v); }
+};
+inline VecF operator+(VecF a, VecF b) { return _mm512_add_ps(a.v, b.v); }
+inline VecF operator-(VecF a, VecF b) { return _mm512_sub_ps(a.v, b.v); }
+inline VecF operator*(VecF a, VecF b) { return _mm512_mul_ps(a.v, b.v); }
+inline VecF operator/(VecF a, VecF b) { return _mm512_div_ps(a.v, b.v); }
+inline VecF fma(VecF a, VecF b, VecF c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
+inline VecF fnma(VecF a, VecF b, VecF c) { return _mm512_fnmadd_ps(a.v, b.v, c.v); }  // c − a·b
+inline VecF max(VecF a, VecF b) { return _mm512_max_ps(a.v, b.v); }
+inline VecF min(VecF a, VecF b) { return _mm512_min_ps(a.v, b.v); }
+inline VecF abs(VecF a) { return _mm512_abs_ps(a.v); }
+inline VecF round_even(VecF a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// a · 2^k for integral k (vscalefps handles overflow to inf and gradual underflow).
+inline VecF scale_pow2(VecF a, VecF k) { return _mm512_scalef_ps(a.v, k.v); }
+// (a > b) ? x : y
+inline VecF select_gt(VecF a, VecF b, VecF x, VecF y) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ), y.v, x.v);
+}
+inline VecF sqrt(VecF a) { return _mm512_sqrt_ps(a.v); }
+// Splits w > 0 into mantissa m in [1, 2) and exponent e (as float): w = m · 2^e.
+inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
+  *m = _mm512_getmant_ps(w.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+  *e = _mm512_getexp_ps(w.v);
+}
+
+#elif defined(__AVX2__)
+
+struct VecF {
+  static constexpr int kWidth = 8;
+  __m256 v;
+  VecF() = default;
+  VecF(__m256 x) : v(x) {}
+  static VecF zero() { return _mm256_setzero_ps(); }
+  static VecF set1(float x) { return _mm256_set1_ps(x); }
+  static VecF load(const float* p) { return _mm256_loadu_ps(p); }
+  static VecF load_partial(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  void store_partial(float* p, int n) const { _mm256_maskstore_ps(p, mask(n), v); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  float reduce_add() const {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+inline VecF operator+(VecF a, VecF b) { return _mm256_add_ps(a.v, b.v); }
+inline VecF operator-(VecF a, VecF b) { return _mm256_sub_ps(a.v, b.v); }
+inline VecF operator*(VecF a, VecF b) { return _mm256_mul_ps(a.v, b.v); }
+inline VecF operator/(VecF a, VecF b) { return _mm256_div_ps(a.v, b.v); }
+inline VecF fma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
+inline VecF fnma(VecF a, VecF b, VecF c) { return _mm256_fnmadd_ps(a.v, b.v, c.v); }
+inline VecF max(VecF a, VecF b) { return _mm256_max_ps(a.v, b.v); }
+inline VecF min(VecF a, VecF b) { return _mm256_min_ps(a.v, b.v); }
+inline VecF abs(VecF a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v); }
+inline VecF round_even(VecF a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// Valid for a finite and k in [−252, 254]: two exact power-of-two factors keep each in range.
+inline VecF scale_pow2(VecF a, VecF k) {
+  __m256i ki = _mm256_cvtps_epi32(k.v);
+  __m256i k1 = _mm256_srai_epi32(ki, 1);
+  __m256i k2 = _mm256_sub_epi32(ki, k1);
+  __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
+  __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(a.v, p1), p2);
+}
+inline VecF select_gt(VecF a, VecF b, VecF x, VecF y) {
+  return _mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ));
+}
+inline VecF sqrt(VecF a) { return _mm256_sqrt_ps(a.v); }
+inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
+  // Normal positive w only (callers pass w >= 1).
+  __m256i bits = _mm256_castps_si256(w.v);
+  __m256i expo = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+  *e = _mm256_cvtepi32_ps(expo);
+  *m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007FFFFF)),
+                                           _mm256_set1_epi32(0x3F800000)));
+}
+
+#else
+
+struct VecF {
+  static constexpr int kWidth = 1;
+  float v;
+  VecF() = default;
+  VecF(float x) : v(x) {}
+  static VecF zero() { return 0.0f; }
+  static VecF set1(float x) { return x; }
+  static VecF load(const float* p) { return *p; }
+  static VecF load_partial(const float* p, int n) { return n > 0 ? *p : 0.0f; }
+  void store(float* p) const { *p = v; }
+  void store_partial(float* p, int n) const {
+    if (n > 0) *p = v;
+  }
+  float reduce_add() const { return v; }
+};
+inline VecF operator+(VecF a, VecF b) { return a.v + b.v; }
+inline VecF operator-(VecF a, VecF b) { return a.v - b.v; }
+inline VecF operator*(VecF a, VecF b) { return a.v * b.v; }
+inline VecF operator/(VecF a, VecF b) { return a.v / b.v; }
+inline VecF fma(VecF a, VecF b, VecF c) { return std::fma(a.v, b.v, c.v); }
+inline VecF fnma(VecF a, VecF b, VecF c) { return std::fma(-a.v, b.v, c.v); }
+inline VecF max(VecF a, VecF b) { return a.v > b.v ? a.v : b.v; }
+inline VecF min(VecF a, VecF b) { return a.v < b.v ? a.v : b.v; }
+inline VecF abs(VecF a) { return std::fabs(a.v); }
+inline VecF round_even(VecF a) { return std::nearbyint(a.v); }
+inline VecF scale_pow2(VecF a, VecF k) { return std::ldexp(a.v, int(k.v)); }
+inline VecF select_gt(VecF a, VecF b, VecF x, VecF y) { return a.v > b.v ? x : y; }
+inline VecF sqrt(VecF a) { return std::sqrt(a.v); }
+inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
+  int ex;
+  float f = std::frexp(w.v, &ex);  // f in [0.5, 1)
+  *m = 2.0f * f;
+  *e = float(ex - 1);
+}
+
+#endif
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+// exp(x), relative error ≈ 1 ulp: x = k·ln2 + r with |r| ≤ ln2/2 (two-constant Cody–Waite
+// reduction), e^r by its degree-7 Taylor polynomial (truncation < 5e-9), then scaled by 2^k.
+inline VecF exp_f32(VecF x) {
+  x = min(max(x, VecF::set1(kExpMinArg - 16.0f)), VecF::set1(kExpMaxArg));
+  VecF k = round_even(x * VecF::set1(kLog2e));
+  VecF r = fnma(k, VecF::set1(kLn2Hi), x);
+  r = fnma(k, VecF::set1(kLn2Lo), r);
+  VecF p = VecF::set1(1.0f / 5040);
+  p = fma(p, r, VecF::set1(1.0f / 720));
+  p = fma(p, r, VecF::set1(1.0f / 120));
+  p = fma(p, r, VecF::set1(1.0f / 24));
+  p = fma(p, r, VecF::set1(1.0f / 6));
+  p = fma(p, r, VecF::set1(0.5f));
+  p = fma(p, r, VecF::set1(1.0f));
+  p = fma(p, r, VecF::set1(1.0f));
+  return scale_pow2(p, k);
+}
+
+// 1/b to about 1 ulp. AVX-512: vrcp14ps (14 bits) and one Newton step, which is much
+// cheaper than vdivps (6 cycles per zmm on Zen 4); AVX2 keeps the division (vrcpps has
+// only 12 bits).
+inline VecF recip_f32(VecF b) {
+#if defined(__AVX512F__)
+  const VecF r = _mm512_rcp14_ps(b.v);
+  return fma(r, fnma(b, r, VecF::set1(1.0f)), r);
+#else
+  return VecF::set1(1.0f) / b;
+#endif
+}
+
+// log1p(y) for y in [0, 1]: w = 1 + y rounded, log w = e·ln2 + log m with m in [0.75, 1.5)
+// (AVX-512: vgetmantps/vgetexpps directly; AVX2: m in [1, 2) folded above √2), log m =
+// 2·atanh(s), s = (m−1)/(m+1), |s| ≤ 0.2, odd series to s¹¹; plus the first-order correction
+// (y − (w − 1))/w for the rounding of 1 + y (all of the result when y is below ulp(1)/2).
+inline VecF log1p_unit_f32(VecF y) {
+  const VecF one = VecF::set1(1.0f);
+  const VecF w = one + y;
+  VecF m, e;
+#if defined(__AVX512F__)
+  const VecF corr = (y - (w - one)) * recip_f32(w);
+  m = _mm512_getmant_ps(w.v, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_zero);
+  e = _mm512_getexp_ps((w * VecF::set1(4.0f / 3.0f)).v);  // the exponent that goes with m
+#else
+  const VecF corr = (y - (w - one)) * recip_f32(w);
+  frexp_1_2(w, &m, &e);
+  // Fold m > √2 to m/2 so |log m| ≤ ln2/2.
+  const VecF big = select_gt(m, VecF::set1(1.41421356f), one, VecF::zero());
+  m = m * select_gt(m, VecF::set1(1.41421356f), VecF::set1(0.5f), one);
+  e = e + big;
+#endif
+  const VecF s = (m - one) * recip_f32(m + one);
+  const VecF s2 = s * s;
+  VecF p = VecF::set1(2.0f / 11);
+  p = fma(p, s2, VecF::set1(2.0f / 9));
+  p = fma(p, s2, VecF::set1(2.0f / 7));
+  p = fma(p, s2, VecF::set1(2.0f / 5));
+  p = fma(p, s2, VecF::set1(2.0f / 3));
+  p = fma(p, s2, VecF::set1(2.0f));
+  const VecF log_m = p * s;
+  return fma(e, VecF::set1(kLn2Hi), fma(e, VecF::set1(kLn2Lo), log_m + corr));
+}
+#else
+inline VecF exp_f32(VecF x) { return std::exp(x.v); }
+inline VecF log1p_unit_f32(VecF y) { return std::log1p(y.v); }
+inline VecF recip_f32(VecF b) { return 1.0f / b.v; }
+#endif
+
+// 2^x, relative error ≈ 1 ulp: x = k + r with k = floor(x), r in [0, 1), 2^r by a degree-6
+// minimax polynomial (relative error 1.9e-9 on [0, 1); degree 5 would give 7.5e-8, just over
+// 2 ulp after rounding), scaled by 2^k. Cheaper than exp_f32 (no Cody–Waite split), so hot
+// loops pre-multiply their exponents by log2(e).
+constexpr float kExp2Poly[7] = {1.0000000018557977f,  0.69314698384043868f, 0.24022983627589422f,
+                                0.05548334197771016f, 0.0096788410070436723f, 0.0012439687747148748f,
+                                0.00021702255680520309f};
+#if defined(__AVX512F__)
+inline VecF exp2_f32(VecF x) {
+  // vreduceps (round down) gives r = x − floor(x) exactly and vscalefps multiplies by
+  // 2^floor(x) itself, with correct overflow to inf and gradual underflow to 0: 8 instructions,
+  // no clamping.
+  const VecF r = _mm512_reduce_ps(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  VecF p = VecF::set1(kExp2Poly[6]);
+  p = fma(p, r, VecF::set1(kExp2Poly[5]));
+  p = fma(p, r, VecF::set1(kExp2Poly[4]));
+  p = fma(p, r, VecF::set1(kExp2Poly[3]));
+  p = fma(p, r, VecF::set1(kExp2Poly[2]));
+  p = fma(p, r, VecF::set1(kExp2Poly[1]));
+  p = fma(p, r, VecF::set1(kExp2Poly[0]));
+  return _mm512_scalef_ps(p.v, x.v);
+}
+#elif defined(__AVX2__)
+inline VecF exp2_f32(VecF x) {
+  x = min(max(x, VecF::set1(-150.0f)), VecF::set1(128.0f));  // keeps k in scale_pow2's range
+  const VecF k = _mm256_round_ps(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const VecF r = x - k;
+  VecF p = VecF::set1(kExp2Poly[6]);
+  p = fma(p, r, VecF::set1(kExp2Poly[5]));
+  p = fma(p, r, VecF::set1(kExp2Poly[4]));
+  p = fma(p, r, VecF::set1(kExp2Poly[3]));
+  p = fma(p, r, VecF::set1(kExp2Poly[2]));
+  p = fma(p, r, VecF::set1(kExp2Poly[1]));
+  p = fma(p, r, VecF::set1(kExp2Poly[0]));
+  return scale_pow2(p, k);
+}
+#else
+inline VecF exp2_f32(VecF x) { return std::exp2(x.v); }
+#endif
+
+// Stores the first n lanes of v, which hold integral values in [0, 255], as bytes.
+#if defined(__AVX512F__)
+inline void store_u8(uint8_t* p, VecF v, int n) {
+  const __m128i bytes = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v.v));
+  _mm_mask_storeu_epi8(p, __mmask16((n >= 16 ? 0x10000u : (1u << n)) - 1u), bytes);
+}
+#elif defined(__AVX2__)
+inline void store_u8(uint8_t* p, VecF v, int n) {
+  const __m256i i32 = _mm256_cvtps_epi32(v.v);
+  const __m128i i16 = _mm_packus_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+  const __m128i u8 = _mm_packus_epi16(i16, i16);
+  if (n >= 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), u8);
+  } else {
+    alignas(16) uint8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), u8);
+    for (int i = 0; i < n; ++i) p[i] = tmp[i];
+  }
+}
+#else
+inline void store_u8(uint8_t* p, VecF v, int n) {
+  if (n > 0) *p = uint8_t(int(v.v));
+}
+#endif
+
+// softplus(x) = log(1 + e^x), = x above 20 (the Mamba convention), computed as
+// max(x, 0) + log1p(e^−|x|) so it never overflows.
+inline VecF softplus_f32(VecF x) {
+  VecF sp = max(x, VecF::zero()) + log1p_unit_f32(exp_f32(VecF::zero() - abs(x)));
+  return select_gt(x, VecF::set1(20.0f), x, sp);
+}
+
+// silu(x) = x · sigmoid(x) = x / (1 + e^−x).
+inline VecF silu_f32(VecF x) { return x * recip_f32(VecF::set1(1.0f) + exp_f32(VecF::zero() - x)); }
+
+}  // namespace
+}  // namespace ptq4vm::cpu

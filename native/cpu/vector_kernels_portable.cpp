@@ -1,0 +1,10 @@
+// The FP32 vector kernels in portable C++ (1 lane, libm exp); see vector_kernels.h.
+#include "conv1d_rows.h"
+#include "norm_rows.h"
+#include "quantize_rows.h"
+#include "scan_rows.h"
+#include "vector_kernels.h"
+
+namespace ptq4vm::cpu::scalar {
+#include "vector_kernels_entry.inc"
+}  // namespace ptq4vm::cpu::scalar

@@ -1,0 +1,201 @@
+// The fused quantizing ops (norm_quant.h, conv1d_quant.h, scan_bidir.h): their fp32 outputs
+// match the references, and their bytes are exactly quantize_u8 of their own fp32 outputs (so
+// they quantize like every other path), on ragged shapes and every ISA.
+#include <cmath>
+#include <cstring>
+
+#include "cpu_test_util.h"
+#include "ptq4vm/conv1d_quant.h"
+#include "ptq4vm/norm_quant.h"
+#include "ptq4vm/quantize.h"
+#include "ptq4vm/scan.h"
+#include "ptq4vm/scan_bidir.h"
+
+using namespace ptq4vm;
+using namespace ptq4vm::test;
+
+namespace {
+
+struct QuantParams {
+  std::vector<float> inv_smooth, inv_scale;
+  std::vector<int32_t> zero;
+  TokenQuantizer q;
+};
+
+// Parameters sized so the data spans most of the range (and clamps a little).
+QuantParams make_quant(Rng& rng, int64_t cols, int64_t period, float range, bool smooth, int qmax) {
+  QuantParams p;
+  p.inv_smooth = rng.floats(static_cast<size_t>(cols), 0.5f, 2.0f);
+  p.inv_scale.resize(static_cast<size_t>(period));
+  p.zero.resize(static_cast<size_t>(period));
+  for (int64_t i = 0; i < period; ++i) {
+    p.inv_scale[i] = float(qmax) / (range * rng.uniform(1.0f, 3.0f));
+    p.zero[i] = int32_t(rng.integer(qmax / 4, 3 * qmax / 4));
+  }
+  p.q.period = period;
+  p.q.inv_smooth = smooth ? p.inv_smooth.data() : nullptr;
+  p.q.inv_scale = p.inv_scale.data();
+  p.q.zero = p.zero.data();
+  p.q.qmax = qmax;
+  return p;
+}
+
+// got == quantize_u8_ref(values); and got is within one level of want (from the reference).
+void check_bytes(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want, int64_t rows, int64_t cols,
+                 int64_t ldq, const float* values, int64_t ldv, const TokenQuantizer& q, const char* what) {
+  std::vector<uint8_t> requant(got.size(), 0);
+  quantize_u8_ref(rows, cols, q.period, values, ldv, q.inv_smooth, q.inv_scale, q.zero, q.qmax, requant.data(), ldq);
+  int64_t off_by_one = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t i = r * ldq + j;
+      CHECK_MSG(got[i] == requant[i], what << ": byte (" << r << "," << j << ") is not quantize_u8 of the output");
+      const int d = std::abs(int(got[i]) - int(want[i]));
+      CHECK_MSG(d <= 1, what << ": byte (" << r << "," << j << ") differs from the reference by " << d);
+      off_by_one += d;
+    }
+  CHECK_MSG(off_by_one * 100 <= rows * cols + 100, what << ": too many rounding differences: " << off_by_one);
+}
+
+}  // namespace
+
+TEST_CASE("add_rmsnorm_quantize_f32: output, residual and bytes, every ISA") {
+  Rng rng(81);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < 12; ++iter) {
+        const int64_t rows = rng.integer(1, 50), D = std::vector<int64_t>{1, 15, 16, 47, 192, 200}[size_t(iter % 6)];
+        const int64_t period = iter % 2 ? rows : 7, ldq = D + rng.integer(0, 3);
+        auto x = rng.floats(size_t(rows * D), -2, 2), res = rng.floats(size_t(rows * D), -2, 2);
+        auto w = rng.floats(size_t(D), 0.5f, 1.5f);
+        auto qp = make_quant(rng, D, period, 4.0f, iter % 3 != 0, iter % 4 == 0 ? 15 : 255);
+        std::vector<float> ro(x.size()), out(x.size()), ro_ref(x.size()), out_ref(x.size());
+        std::vector<uint8_t> q(size_t(rows * ldq), 0), q_ref(q.size(), 0), q_only(q.size(), 0);
+        add_rmsnorm_quantize_f32(rows, D, x.data(), res.data(), ro.data(), w.data(), 1e-5f, out.data(), qp.q, q.data(), ldq);
+        add_rmsnorm_quantize_f32_ref(rows, D, x.data(), res.data(), ro_ref.data(), w.data(), 1e-5f, out_ref.data(), qp.q,
+                                     q_ref.data(), ldq);
+        CHECK(ro == ro_ref);
+        CHECK(rel_max_err(out.data(), out_ref.data(), out.size()) < 1e-6);
+        check_bytes(q, q_ref, rows, D, ldq, out.data(), D, qp.q, "norm");
+        // Without the fp32 output the bytes are the same.
+        add_rmsnorm_quantize_f32(rows, D, x.data(), res.data(), ro.data(), w.data(), 1e-5f, nullptr, qp.q, q_only.data(), ldq);
+        CHECK(q_only == q);
+      }
+    }
+  });
+}
+
+TEST_CASE("causal_conv1d_silu_quantize_f32: both directions, every ISA") {
+  Rng rng(82);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < 12; ++iter) {
+        const int64_t B = rng.integer(1, 3), L = rng.integer(1, 25), E = rng.integer(1, 70), K = rng.integer(1, 4);
+        const int64_t ldx = 2 * E, ldo = E + rng.integer(0, 2), ldq = E + rng.integer(0, 2);
+        const bool reverse = iter & 1;
+        auto x = rng.floats(size_t(B * L * ldx), -2, 2), w = rng.floats(size_t(E * K)), bias = rng.floats(size_t(E));
+        auto qp = make_quant(rng, E, L, 3.0f, iter % 3 != 0, iter % 4 == 0 ? 15 : 255);
+        std::vector<float> out(size_t(B * L * ldo)), out_ref(out.size());
+        std::vector<uint8_t> q(size_t(B * L * ldq), 0), q_ref(q.size(), 0);
+        causal_conv1d_silu_quantize_f32(B, L, E, K, x.data(), ldx, w.data(), bias.data(), reverse, out.data(), ldo, qp.q,
+                                        q.data(), ldq);
+        causal_conv1d_silu_quantize_f32_ref(B, L, E, K, x.data(), ldx, w.data(), bias.data(), reverse, out_ref.data(),
+                                            ldo, qp.q, q_ref.data(), ldq);
+        CHECK(rel_max_err(out.data(), out_ref.data(), out.size()) < 2e-6);
+        check_bytes(q, q_ref, B * L, E, ldq, out.data(), ldo, qp.q, "conv");
+      }
+    }
+  });
+}
+
+namespace {
+
+struct BiScanData {
+  std::vector<float> u[2], delta[2], A[2], bc[2], D[2], dbias[2], z;
+  BiScanArgs args;
+};
+
+BiScanData make_bidir(Rng& rng, int64_t B, int64_t L, int64_t E, int64_t N) {
+  BiScanData s;
+  BiScanArgs& a = s.args;
+  a.B = B, a.L = L, a.E = E, a.N = N;
+  for (int k = 0; k < 2; ++k) {
+    ScanDirectionArgs& d = a.dir[k];
+    d.ldu = E + rng.integer(0, 3);
+    d.lddelta = E;
+    d.ldB = d.ldC = 2 * N + 3;  // x_proj's output: [dt | B | C]
+    s.u[k] = rng.floats(size_t(B * L * d.ldu), -2, 2);
+    s.delta[k] = rng.floats(size_t(B * L * E), -4, 1);
+    s.A[k].resize(size_t(E * N));
+    for (int64_t i = 0; i < E * N; ++i) s.A[k][i] = -float(i % N + 1) * rng.uniform(0.5f, 1.5f);
+    s.bc[k] = rng.floats(size_t(B * L * d.ldB));
+    s.D[k] = rng.floats(size_t(E));
+    s.dbias[k] = rng.floats(size_t(E), -1, 1);
+    d.u = s.u[k].data(), d.delta = s.delta[k].data(), d.A = s.A[k].data();
+    d.Bm = s.bc[k].data() + 3, d.Cm = s.bc[k].data() + 3 + N;
+    d.D = k == 0 || (N % 2) ? s.D[k].data() : nullptr;
+    d.delta_bias = s.dbias[k].data();
+  }
+  a.ldz = 2 * E;
+  s.z = rng.floats(size_t(B * L * a.ldz), -3, 3);
+  a.z = s.z.data();
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("selective_scan_bidir_f32: fp32 output and bytes, ragged shapes, every ISA") {
+  Rng rng(83);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < 10; ++iter) {
+        const int64_t N = std::vector<int64_t>{16, 5, 16, 17, 1}[size_t(iter % 5)];
+        auto s = make_bidir(rng, rng.integer(1, 3), rng.integer(1, 40), rng.integer(1, 50), N);
+        BiScanArgs a = s.args;
+        const int64_t rows = a.B * a.L;
+        a.ldy = a.E + rng.integer(0, 2);
+        a.ldq = a.E + rng.integer(0, 2);
+        auto qp = make_quant(rng, a.E, a.L, 1.0f, iter % 2 == 0, 255);
+        a.quant = qp.q;
+        std::vector<float> y(size_t(rows * a.ldy), 0.0f), y_ref(y.size(), 0.0f);
+        std::vector<uint8_t> q(size_t(rows * a.ldq), 0), q_ref(q.size(), 0), q_only(q.size(), 0);
+        a.y = y.data(), a.q = q.data();
+        selective_scan_bidir_f32(a);
+        a.y = y_ref.data(), a.q = q_ref.data();
+        selective_scan_bidir_f32_ref(a);
+        CHECK_MSG(rel_max_err(y.data(), y_ref.data(), y.size()) < 2e-5,
+                  "L=" << a.L << " E=" << a.E << " N=" << a.N << " err " << rel_max_err(y.data(), y_ref.data(), y.size()));
+        check_bytes(q, q_ref, rows, a.E, a.ldq, y.data(), a.ldy, a.quant, "scan");
+        a.y = nullptr, a.q = q_only.data();
+        selective_scan_bidir_f32(a);
+        CHECK(q_only == q);
+      }
+    }
+  });
+}
+
+TEST_CASE("selective_scan_bidir_f32: equals two single-direction scans combined") {
+  Rng rng(84);
+  auto s = make_bidir(rng, 2, 30, 33, 16);
+  BiScanArgs a = s.args;
+  const int64_t rows = a.B * a.L;
+  std::vector<float> y(size_t(rows * a.E)), two(size_t(rows * a.E));
+  a.y = y.data(), a.ldy = a.E;
+  selective_scan_bidir_f32(a);
+  for (int k = 0; k < 2; ++k) {
+    const ScanDirectionArgs& d = a.dir[k];
+    ScanArgs sa;
+    sa.B = a.B, sa.L = a.L, sa.E = a.E, sa.N = a.N, sa.u = d.u, sa.ldu = d.ldu, sa.delta = d.delta;
+    sa.lddelta = d.lddelta, sa.A = d.A, sa.Bm = d.Bm, sa.ldB = d.ldB, sa.Cm = d.Cm, sa.ldC = d.ldC;
+    sa.D = d.D, sa.delta_bias = d.delta_bias, sa.z = a.z, sa.ldz = a.ldz, sa.reverse = k == 1;
+    sa.accumulate = k == 1, sa.out_scale = 0.5f, sa.y = two.data(), sa.ldy = a.E;
+    selective_scan_f32(sa);
+  }
+  CHECK(rel_max_err(y.data(), two.data(), y.size()) < 1e-6);
+}

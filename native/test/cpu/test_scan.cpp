@@ -1,0 +1,121 @@
+// selective_scan_f32 against selective_scan_f32_ref: both directions, optional D / z /
+// delta_bias, softplus on/off, accumulate and out_scale, strided operands, ragged E and N.
+#include <cmath>
+
+#include "cpu_test_util.h"
+#include "ptq4vm/scan.h"
+
+using namespace ptq4vm;
+using namespace ptq4vm::test;
+
+namespace {
+
+struct ScanData {
+  std::vector<float> u, delta, A, Bm, Cm, D, z, dbias, y;
+  ScanArgs args;
+};
+
+// Operands laid out as slices of wider rows (like the real model's GEMM outputs).
+ScanData make_scan(Rng& rng, int64_t B, int64_t L, int64_t E, int64_t N, bool softplus, bool with_d,
+                   bool with_z, bool with_bias) {
+  ScanData s;
+  ScanArgs& a = s.args;
+  a.B = B, a.L = L, a.E = E, a.N = N;
+  a.ldu = E + rng.integer(0, 5);
+  a.lddelta = E + rng.integer(0, 5);
+  a.ldB = N + rng.integer(0, 2 * N + 1);
+  a.ldC = N + rng.integer(0, 3);
+  a.ldz = E + rng.integer(0, 5);
+  a.ldy = E + rng.integer(0, 3);
+  s.u = rng.floats(size_t(B * L * a.ldu), -2, 2);
+  s.delta = softplus ? rng.floats(size_t(B * L * a.lddelta), -4, 2) : rng.floats(size_t(B * L * a.lddelta), 0, 1);
+  s.A.resize(size_t(E * N));
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t n = 0; n < N; ++n) s.A[e * N + n] = -std::exp(std::log(float(n + 1)) + rng.uniform(-0.5f, 0.5f));
+  s.Bm = rng.floats(size_t(B * L * a.ldB));
+  s.Cm = rng.floats(size_t(B * L * a.ldC));
+  s.D = rng.floats(size_t(E));
+  s.z = rng.floats(size_t(B * L * a.ldz), -3, 3);
+  // Without softplus, dt = delta + bias must stay positive or the state grows without bound.
+  s.dbias = softplus ? rng.floats(size_t(E), -1, 1) : rng.floats(size_t(E), 0, 0.5f);
+  s.y = rng.floats(size_t(B * L * a.ldy));
+  a.u = s.u.data();
+  a.delta = s.delta.data();
+  a.A = s.A.data();
+  a.Bm = s.Bm.data();
+  a.Cm = s.Cm.data();
+  a.D = with_d ? s.D.data() : nullptr;
+  a.z = with_z ? s.z.data() : nullptr;
+  a.delta_bias = with_bias ? s.dbias.data() : nullptr;
+  a.delta_softplus = softplus;
+  return s;
+}
+
+void check_scan(ScanData& s, double tol, const char* what) {
+  auto want = s.y, got = s.y;
+  ScanArgs a = s.args;
+  a.y = want.data();
+  selective_scan_f32_ref(a);
+  a.y = got.data();
+  selective_scan_f32(a);
+  for (int64_t r = 0; r < a.B * a.L; ++r)
+    for (int64_t e = a.E; e < a.ldy; ++e) CHECK_MSG(got[r * a.ldy + e] == s.y[r * a.ldy + e], "padding of y written");
+  const double err = rel_max_err(got.data(), want.data(), got.size());
+  CHECK_MSG(err < tol, what << ": B=" << a.B << " L=" << a.L << " E=" << a.E << " N=" << a.N
+                            << " rev=" << a.reverse << " softplus=" << a.delta_softplus
+                            << " acc=" << a.accumulate << " D=" << (a.D != nullptr) << " z="
+                            << (a.z != nullptr) << " rel err " << err);
+}
+
+}  // namespace
+
+TEST_CASE("selective_scan_f32: random ragged shapes and options, every ISA") {
+  Rng rng(41);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < 32; ++iter) {
+        const int64_t N = std::vector<int64_t>{1, 5, 16, 16, 17}[size_t(rng.integer(0, 4))];
+        auto s = make_scan(rng, rng.integer(1, 3), rng.integer(1, 40), rng.integer(1, 50), N,
+                           iter % 4 != 3, iter & 1, (iter >> 1) & 1, (iter >> 2) & 1);
+        s.args.reverse = (iter >> 3) & 1;
+        s.args.accumulate = (iter >> 4) & 1;
+        s.args.out_scale = (iter >> 4) & 1 ? 0.5f : 1.0f;
+        check_scan(s, 2e-5, "random");
+      }
+    }
+  });
+}
+
+TEST_CASE("selective_scan_f32: Vim-like shape (L = 197, N = 16, E = 40) both directions") {
+  Rng rng(42);
+  for_each_isa([&](Isa) {
+    for (bool reverse : {false, true}) {
+      auto s = make_scan(rng, 2, 197, 40, 16, true, true, true, true);
+      s.args.reverse = reverse;
+      check_scan(s, 2e-5, "vim-like");
+    }
+  });
+}
+
+TEST_CASE("selective_scan_f32: forward + reversed halves sum like the Vim div2 combine") {
+  Rng rng(43);
+  auto s = make_scan(rng, 1, 23, 21, 16, true, true, true, true);
+  std::vector<float> y_sum(s.y.size(), 0.0f), y_f(s.y.size(), 0.0f), y_b(s.y.size(), 0.0f);
+  ScanArgs a = s.args;
+  a.out_scale = 0.5f;
+  a.y = y_sum.data();
+  selective_scan_f32(a);
+  a.reverse = true;
+  a.accumulate = true;
+  selective_scan_f32(a);
+  ScanArgs f = s.args, b = s.args;
+  f.y = y_f.data();
+  b.y = y_b.data();
+  b.reverse = true;
+  selective_scan_f32_ref(f);
+  selective_scan_f32_ref(b);
+  for (size_t i = 0; i < y_sum.size(); ++i) y_f[i] = 0.5f * y_f[i] + 0.5f * y_b[i];
+  CHECK(rel_max_err(y_sum.data(), y_f.data(), y_f.size()) < 2e-5);
+}
