@@ -5,7 +5,7 @@
   "target_defaults": {
     "include_dirs": ["native/include"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fPIC"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fopenmp-simd", "-fPIC"],
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"]
   },
   "targets": [

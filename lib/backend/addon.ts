@@ -9,7 +9,7 @@ export function packageRoot(): string {
   for (;;) {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native'))) return dir;
     const up = dirname(dir);
-    if (up === dir) throw new Error('ptq4vm: cannot find the package root');
+    if (up === dir) throw new Error('cannot find the package root');
     dir = up;
   }
 }
@@ -24,7 +24,7 @@ export function addon(): Record<string, unknown> {
   if (cached) return cached;
   const path = process.env.PTQ4VM_ADDON ?? join(packageRoot(), 'build', 'Release', 'ptq4vm.node');
   if (!existsSync(path)) {
-    throw new Error(`ptq4vm: native addon not found at ${path}; build it with "npm run build:addon"`);
+    throw new Error(`native addon not found at ${path}; build it with "npm run build:addon"`);
   }
   const require = createRequire(import.meta.url);
   cached = require(path) as Record<string, unknown>;

@@ -14,20 +14,23 @@ export interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+type Options = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: false }>;
+
+/** Parsed option values: strings for string options, booleans for flags; absent ones undefined. */
+export type OptionValues<O extends Options> = { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string };
 
 /** Strict option parsing; unknown flags and missing values become UsageErrors. */
-export function parseOptions<O extends Options>(argv: string[], options: O, opts: { positionals?: number } = {}) {
+export function parseOptions<O extends Options>(argv: string[], options: O, opts: { positionals?: number } = {}): { values: OptionValues<O>; positionals: string[] } {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: (opts.positionals ?? 0) > 0 });
+    parsed = parseArgs({ args: argv, options: options as ParseArgsConfig['options'], strict: true, allowPositionals: (opts.positionals ?? 0) > 0 });
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0]!);
   }
   if (parsed.positionals.length > (opts.positionals ?? 0)) {
     throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[opts.positionals ?? 0])}`);
   }
-  return parsed;
+  return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals };
 }
 
 export function intOption(value: string | undefined, name: string, def: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {

@@ -18,6 +18,11 @@ export interface LinearSite {
   readonly bias: Tensor<'F32'> | null;
   readonly inFeatures: number;
   readonly outFeatures: number;
+  /**
+   * True for the backward-branch linears (x_proj_b, dt_proj_b): their per-token activation
+   * parameters are indexed in that branch's own, reversed token order (the file convention).
+   */
+  readonly reversedTokens: boolean;
   quant: LinearQuant | null;
 }
 

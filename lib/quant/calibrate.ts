@@ -193,8 +193,9 @@ function initSiteQuant(init: SiteInit, actMax: Float32Array | undefined, opts: R
     const p = SEARCHED.has(opts.method)
       ? searchActivationParams(values, L, n, qa, { min: gmin, max: gmax })
       : minMaxPerGroup(gmin, gmax, qa);
-    actScale = p.scale;
-    actZero = p.zero;
+    // Stored in the site's own token order (reversed for the backward branch).
+    actScale = site.reversedTokens ? p.scale.slice().reverse() : p.scale;
+    actZero = site.reversedTokens ? p.zero.slice().reverse() : p.zero;
   }
   return { wbits: opts.wbits, abits: opts.abits, granularity: opts.granularity, qweight, wscale, smooth, actScale, actZero };
 }
@@ -218,10 +219,11 @@ function minMaxPerGroup(gmin: Float32Array, gmax: Float32Array, qmax: number): {
 export function calibrate(model: VimModel, images: Tensor<'F32'>, options: CalibrateOptions): CalibrationReport {
   const t0 = performance.now();
   const opts = {
-    steps: 100, alpha: 0.5, seed: 0, jlssScope: 'all' as const, lrSmooth: 1e-2, lrStep: 5e-4, weightDecay: 1e-5, clipNorm: 2.0,
-    searchSampleCap: 16384,
-    granularity: (SEARCHED.has(options.method) ? 'per-token-static' : 'per-tensor-static') as ActGranularity,
-    ...options,
+    method: options.method, wbits: options.wbits, abits: options.abits, onProgress: options.onProgress,
+    steps: options.steps ?? 100, alpha: options.alpha ?? 0.5, seed: options.seed ?? 0, jlssScope: options.jlssScope ?? 'all',
+    lrSmooth: options.lrSmooth ?? 1e-2, lrStep: options.lrStep ?? 5e-4, weightDecay: options.weightDecay ?? 1e-5,
+    clipNorm: options.clipNorm ?? 2.0, searchSampleCap: options.searchSampleCap ?? 16384,
+    granularity: options.granularity ?? (SEARCHED.has(options.method) ? 'per-token-static' : 'per-tensor-static'),
   };
   for (const s of model.allLinears()) s.quant = null;
   const N = images.dim(0);

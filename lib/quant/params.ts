@@ -34,3 +34,13 @@ export function aQmax(bits: number): number {
 export function actPeriod(q: LinearQuant): number {
   return q.actScale.length;
 }
+
+/**
+ * Per-token parameters in original token order. A backward-branch site stores them in its own,
+ * reversed order (the file convention); executors that run that branch in original order use
+ * this. Per-tensor (period 1) and dynamic (empty) parameters come back unchanged.
+ */
+export function paramsInOriginalOrder(q: LinearQuant, reversedTokens: boolean): { scale: Float32Array; zero: Int32Array } {
+  if (!reversedTokens || q.actScale.length <= 1) return { scale: q.actScale, zero: q.actZero };
+  return { scale: q.actScale.slice().reverse(), zero: q.actZero.slice().reverse() };
+}

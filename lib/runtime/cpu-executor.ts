@@ -1,5 +1,5 @@
 import type { Act, LinearSite, Mat, ModelOps, ScanDirection } from '../models/ops.js';
-import { aQmax, wQmax, type LinearQuant } from '../quant/params.js';
+import { aQmax, paramsInOriginalOrder, wQmax, type LinearQuant } from '../quant/params.js';
 import { Tensor } from '../tensor/tensor.js';
 import { cpuKernels } from '../backend/cpu-kernels.js';
 
@@ -17,6 +17,9 @@ export type QuantMode = 'int8' | 'fake' | 'off';
 interface SiteCache {
   quant: LinearQuant;
   invSmooth: Float32Array;
+  /** Activation parameters in original token order (see paramsInOriginalOrder). */
+  actScale: Float32Array;
+  actZero: Int32Array;
   invScale: Float32Array;
   dequantWeight?: Float32Array;
 }
@@ -199,7 +202,8 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   private cacheFor(site: LinearSite, q: LinearQuant): SiteCache {
     let c = this.siteCache.get(site);
     if (!c || c.quant !== q) {
-      c = { quant: q, invSmooth: reciprocal(q.smooth), invScale: reciprocal(q.actScale) };
+      const { scale, zero } = paramsInOriginalOrder(q, site.reversedTokens);
+      c = { quant: q, invSmooth: reciprocal(q.smooth), actScale: scale, actZero: zero, invScale: reciprocal(scale) };
       this.siteCache.set(site, c);
     }
     return c;
@@ -210,10 +214,10 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const q = c.quant;
     const { rows, cols } = a;
     const qmax = aQmax(q.abits);
-    let period = q.actScale.length;
-    let scale = q.actScale;
+    let period = c.actScale.length;
+    let scale = c.actScale;
     let invScale = c.invScale;
-    let zero = q.actZero;
+    let zero = c.actZero;
     if (q.granularity === 'per-token-dynamic') {
       period = rows;
       scale = new Float32Array(rows);

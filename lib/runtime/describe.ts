@@ -13,6 +13,8 @@ export interface ModelInfo {
   quantization: Record<string, unknown> | null;
   normalize: { mean: number[]; std: number[] } | null;
   labels: string[] | null;
+  /** The model file's `__metadata__` (preprocessing hints such as dataset and crop_pct live there). */
+  metadata: Record<string, string>;
 }
 
 function parseJson<T>(s: string | undefined): T | null {
@@ -36,5 +38,6 @@ export function describeModel(model: VimModel, runner?: ModelRunner): ModelInfo 
     quantization: model.quantMetadata ? { ...model.quantMetadata } : null,
     normalize: parseJson(model.metadata.normalize),
     labels: parseJson(model.metadata.labels),
+    metadata: { ...model.metadata },
   };
 }

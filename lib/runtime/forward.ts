@@ -3,14 +3,15 @@ import { vimForward } from '../models/vim/graph.js';
 import type { VimModel } from '../models/vim/model.js';
 import { formatShape, Tensor } from '../tensor/tensor.js';
 import { CpuExecutor, type QuantMode } from './cpu-executor.js';
+import { CudaExecutor, type CudaReplay, type CudaScanMode } from './cuda-executor.js';
+import { cudaAvailability } from '../backend/cuda-kernels.js';
+import { InputError } from './errors.js';
 
 export type Device = 'cpu' | 'cuda';
 /** fp32/fp16: every linear in floating point; int8: quantized linears on INT8 kernels; fake-quant: their simulation. */
 export type Precision = 'fp32' | 'fp16' | 'int8' | 'fake-quant';
 
-export class InputError extends Error {
-  override name = 'InputError';
-}
+export { InputError } from './errors.js';
 
 /** Checks images [B, C, H, W] against the model's input. */
 export function checkImages(model: VimModel, images: Tensor, where = 'input'): Tensor<'F32'> {
@@ -33,16 +34,39 @@ export class ModelRunner {
   readonly device: Device;
   readonly precision: Precision;
 
-  constructor(model: VimModel, opts: { device?: Device; precision?: Precision } = {}) {
-    this.device = opts.device ?? 'cpu';
-    if (this.device !== 'cpu') throw new InputError(`device ${this.device} is not available in this build`);
+  /**
+   * device cuda: the CUDA executor (precisions fp32, fp16, int8; `scan` and `replay` as in
+   * cuda-executor.ts; replay defaults to PTQ4VM_CUDA_REPLAY or 'graph'). When CUDA was asked
+   * for but cannot run here (addon without CUDA, no GPU or driver), the runner falls back to
+   * the CPU with a one-line message on stderr — unless the precision has no CPU path (fp16),
+   * which is an InputError. The CPU is the default device.
+   */
+  constructor(model: VimModel, opts: { device?: Device; precision?: Precision; scan?: CudaScanMode; replay?: CudaReplay } = {}) {
     const precision = opts.precision ?? (model.isQuantized ? 'int8' : 'fp32');
-    if (precision === 'fp16') throw new InputError('fp16 runs on --device cuda only');
     if ((precision === 'int8' || precision === 'fake-quant') && !model.isQuantized) {
       throw new InputError(`precision ${precision} needs a quantized model (run 'ptq4vm calibrate' first)`);
     }
+    let device: Device = opts.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new InputError(`unknown device ${JSON.stringify(device)} (expected cpu or cuda)`);
+    if (device === 'cuda') {
+      const { reason } = cudaAvailability();
+      if (reason !== null) {
+        if (precision === 'fp16') throw new InputError(`device cuda is not available (${reason}); fp16 runs on --device cuda only`);
+        process.stderr.write(`ptq4vm: device cuda is not available (${reason}); running on the CPU\n`);
+        device = 'cpu';
+      }
+    }
+    this.device = device;
     this.precision = precision;
     this.model = model;
+    if (device === 'cuda') {
+      if (precision === 'fake-quant') throw new InputError('precision fake-quant runs on --device cpu only');
+      const env = process.env.PTQ4VM_CUDA_REPLAY;
+      const replay = opts.replay ?? (env === 'off' || env === 'launches' || env === 'graph' ? env : 'graph');
+      this.ops = new CudaExecutor(model, { precision, scan: opts.scan, replay }) as unknown as ModelOps<Mat>;
+      return;
+    }
+    if (precision === 'fp16') throw new InputError('fp16 runs on --device cuda only');
     const quantMode: QuantMode = precision === 'fake-quant' ? 'fake' : precision === 'fp32' ? 'off' : 'int8';
     this.ops = new CpuExecutor({ quantMode }) as unknown as ModelOps<Mat>;
   }

@@ -5,6 +5,7 @@ import { calibrate, CALIBRATION_METHODS, type CalibrationEvent } from '../../qua
 import { writeQuantizedModel } from '../../quant/file.js';
 import { choiceOption, floatOption, intOption, parseOptions, requireOption, UsageError, type Command } from '../command.js';
 import { ProgressBar } from '../progress.js';
+import { writeCalibrationReport } from '../../analysis/calibration-report.js';
 
 export const calibrateCommand: Command = {
   name: 'calibrate',
@@ -31,6 +32,8 @@ Options:
                          (default: per-token-static for ptq4vm*, per-tensor-static for the baselines)
   --seed N               seed (default 0); the same seed gives the same file
   --device D             cpu (default)
+  --report DIR           also write the analysis plots of the calibrated model and its JLSS loss
+                         curves to DIR (DIR/index.html; see 'ptq4vm analyze')
   --json                 last stdout line: the calibration report as JSON`,
   async run(argv) {
     const { values } = parseOptions(argv, {
@@ -38,7 +41,7 @@ Options:
       wbits: { type: 'string' }, abits: { type: 'string' }, method: { type: 'string' },
       'calib-size': { type: 'string' }, steps: { type: 'string' }, alpha: { type: 'string' },
       'jlss-scope': { type: 'string' }, granularity: { type: 'string' }, seed: { type: 'string' },
-      device: { type: 'string' }, json: { type: 'boolean' },
+      device: { type: 'string' }, json: { type: 'boolean' }, report: { type: 'string' },
     });
     const modelName = requireOption(values.model, 'model');
     const calibName = requireOption(values.calib, 'calib');
@@ -64,6 +67,10 @@ Options:
     const report = calibrate(model, images, { method, wbits, abits, steps, alpha, seed, jlssScope, granularity, onProgress: progressPrinter(model.layers.length) });
     await writeQuantizedModel(out, model);
     process.stderr.write(`calibrate: wrote ${out} in ${report.seconds.toFixed(1)} s\n`);
+    if (values.report !== undefined) {
+      const r = await writeCalibrationReport(values.report, model, images, report, { model: modelName, data: dataset.description, seed });
+      process.stderr.write(`calibrate: report (${r.plots.length} plots) in ${values.report}/index.html\n`);
+    }
     if (values.json) process.stdout.write(JSON.stringify({ out, ...report }) + '\n');
     return 0;
   },

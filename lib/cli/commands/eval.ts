@@ -43,7 +43,7 @@ Options:
       const info = engine.info;
       const preprocess = preprocessFromModel(
         { in_chans: info.config.in_chans as number, img_size: info.config.img_size as number },
-        info.normalize ? { normalize: JSON.stringify(info.normalize) } : {},
+        info.metadata,
         modelName,
       );
       const total = Math.min(dataset.length, limit ?? dataset.length);

@@ -1,6 +1,6 @@
 import { readSafetensors, writeSafetensors } from '../../io/safetensors.js';
 import { InferenceEngine } from '../../runtime/engine.js';
-import { InputError } from '../../runtime/forward.js';
+import { InputError } from '../../runtime/errors.js';
 import { choiceOption, parseOptions, requireOption, type Command } from '../command.js';
 import { Tensor } from '../../tensor/tensor.js';
 

@@ -26,8 +26,8 @@ export interface VimLayer {
   bwd: VimDirectionParams;
 }
 
-function site(name: string, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null): LinearSite {
-  return { name, weight, bias, outFeatures: weight.dim(0), inFeatures: weight.dim(1), quant: null };
+function site(name: string, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, reversedTokens = false): LinearSite {
+  return { name, weight, bias, outFeatures: weight.dim(0), inFeatures: weight.dim(1), reversedTokens, quant: null };
 }
 
 /** Conv1d weight [E, 1, K] viewed as [E, K]. */
@@ -70,8 +70,8 @@ export class VimModel {
       const p = `layers.${i}.mixer.`;
       const dir = (s: '' | '_b'): VimDirectionParams => ({
         conv: { weight: conv1dWeight(t(`${p}conv1d${s}.weight`)), bias: t(`${p}conv1d${s}.bias`) },
-        xProj: site(`${p}x_proj${s}`, t(`${p}x_proj${s}.weight`), null),
-        dtProj: site(`${p}dt_proj${s}`, t(`${p}dt_proj${s}.weight`), null),
+        xProj: site(`${p}x_proj${s}`, t(`${p}x_proj${s}.weight`), null, s === '_b'),
+        dtProj: site(`${p}dt_proj${s}`, t(`${p}dt_proj${s}.weight`), null, s === '_b'),
         A: negExp(t(`${p}A${s}_log`)),
         D: t(`${p}D${s}`).data,
         dtBias: t(`${p}dt_proj${s}.bias`).data,

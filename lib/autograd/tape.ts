@@ -1,0 +1,490 @@
+import { trainKernels, type FloatArray } from './native.js';
+import type { BufferPool } from './pool.js';
+import { type Precision, Var } from './var.js';
+
+/** Selective-scan constants (frozen during JLSS): semantics of native/include/ptq4vm/scan.h. */
+export interface ScanOptions {
+  /** Tokens per sequence L; the operands hold B·L rows. */
+  seqLen: number;
+  /** [E, N], already −exp(A_log). */
+  A: FloatArray;
+  D?: FloatArray | null;
+  deltaBias?: FloatArray | null;
+  /** Default true. */
+  softplus?: boolean;
+  /** Default false: time runs backwards (the Vim backward branch in original token order). */
+  reverse?: boolean;
+}
+
+/** One direction of a (bidirectional) scan: its operands and frozen constants. */
+export interface ScanDirection {
+  u: Var;
+  delta: Var;
+  B: Var;
+  C: Var;
+  /** [E, N], already −exp(A_log). */
+  A: FloatArray;
+  D?: FloatArray | null;
+  deltaBias?: FloatArray | null;
+  /** Default true. */
+  softplus?: boolean;
+  /** Default false. */
+  reverse?: boolean;
+}
+
+/** Activation quantizer constants: asymmetric, parameters per token position (see train.h). */
+export interface ActQuantOptions {
+  /** [period] integer zero points in [0, qmax]. */
+  zero: Int32Array;
+  /** 2^bits − 1. */
+  qmax: number;
+  /** Parameters of row r are index r % period: L for per-token static, 1 per-tensor. */
+  period: number;
+  /** Index period − 1 − r % period: for the Vim backward branch, whose token order is reversed. */
+  reversePeriod?: boolean;
+}
+
+export interface WeightQuantOptions {
+  /** 2^(bits−1) − 1. */
+  qmax: number;
+}
+
+/** Clamp of the row norms in cosineLoss (torch.nn.functional.cosine_similarity's eps). */
+export const COSINE_EPS = 1e-8;
+
+interface Node {
+  out: Var;
+  backward: (grad: FloatArray) => void;
+}
+
+function fail(op: string, message: string): never {
+  throw new RangeError(`autograd.${op}: ${message}`);
+}
+
+function matrix(op: string, name: string, v: Var): [number, number] {
+  if (v.shape.length !== 2) fail(op, `'${name}' must be a matrix, got shape [${v.shape.join(', ')}]`);
+  return [v.shape[0]!, v.shape[1]!];
+}
+
+function vector(op: string, name: string, v: Var, n: number): void {
+  if (v.shape.length !== 1 || v.shape[0] !== n) fail(op, `'${name}' must have shape [${n}], got [${v.shape.join(', ')}]`);
+}
+
+function frozen(op: string, name: string, a: FloatArray | null | undefined, n: number, precision: Precision): FloatArray | null {
+  if (a === null || a === undefined) return null;
+  const ok = precision === 'f64' ? a instanceof Float64Array : a instanceof Float32Array;
+  if (!ok) throw new TypeError(`autograd.${op}: '${name}' must be a ${precision === 'f64' ? 'Float64Array' : 'Float32Array'} like the operands`);
+  if (a.length !== n) fail(op, `'${name}' has ${a.length} values, needs ${n}`);
+  return a;
+}
+
+function samePrecision(op: string, vars: readonly (Var | null)[]): Precision {
+  let p: Precision | null = null;
+  for (const v of vars) {
+    if (!v) continue;
+    if (p && v.precision !== p) throw new TypeError(`autograd.${op}: operands mix float32 and float64`);
+    p = v.precision;
+  }
+  return p ?? 'f32';
+}
+
+export interface TapeOptions {
+  /**
+   * Where op outputs and intermediate gradients come from and go back to. With a pool, call
+   * `release()` after each step (once the outputs are no longer read) so the next tape reuses
+   * the arrays.
+   */
+  pool?: BufferPool;
+}
+
+/**
+ * A reverse-mode tape: every op computes its output now (natively for the heavy ones) and, when
+ * an input requires a gradient, records how to push the output's gradient back to its inputs.
+ * `backward(loss)` replays the records in reverse order. Build a new Tape per step; parameters
+ * (Var.param) live across tapes and accumulate gradients until zeroGrad().
+ */
+export class Tape {
+  private readonly nodes: Node[] = [];
+  private readonly pool: BufferPool | null;
+  /** Output arrays of this tape's ops (returned to the pool by release()). */
+  private readonly outputs: FloatArray[] = [];
+  /** Values this tape computed: their gradients are intermediate, the others' belong to leaves. */
+  private readonly produced = new Set<Var>();
+
+  constructor(options: TapeOptions = {}) {
+    this.pool = options.pool ?? null;
+  }
+
+  /** Number of recorded ops (for tests and diagnostics). */
+  get length(): number {
+    return this.nodes.length;
+  }
+
+  /** An output array (every op writes all of it). */
+  private alloc(p: Precision, n: number): FloatArray {
+    const a = this.pool ? this.pool.take(p, n, false) : p === 'f64' ? new Float64Array(n) : new Float32Array(n);
+    this.outputs.push(a);
+    return a;
+  }
+
+  /** v's gradient array, zero-filled on first use: pooled for intermediates, plain for leaves. */
+  private grad(v: Var): FloatArray {
+    if (!v.grad) v.grad = this.pool && this.produced.has(v) ? this.pool.take(v.precision, v.size, true) : v.gradBuffer();
+    return v.grad;
+  }
+
+  private record(data: FloatArray, shape: readonly number[], inputs: readonly (Var | null)[], backward: Node['backward']): Var {
+    const requiresGrad = inputs.some((v) => v !== null && v.requiresGrad);
+    const out = new Var(data, shape, requiresGrad);
+    this.produced.add(out);
+    if (requiresGrad) this.nodes.push({ out, backward });
+    return out;
+  }
+
+  /**
+   * Seeds ∂loss/∂loss = 1 and runs every recorded backward, last op first. Gradients of leaves
+   * are added to their `grad`; intermediate gradients are released as soon as they are used.
+   */
+  backward(loss: Var): void {
+    if (loss.size !== 1) fail('backward', `the loss must have one value, got ${loss.size}`);
+    if (!loss.requiresGrad) fail('backward', 'the loss does not depend on any parameter');
+    this.grad(loss)[0] = 1;
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const { out, backward } = this.nodes[i]!;
+      if (!out.grad) continue;  // does not reach the loss
+      backward(out.grad);
+      if (this.pool) this.pool.give(out.grad);
+      out.grad = null;
+    }
+    this.nodes.length = 0;
+  }
+
+  /**
+   * Hands every array this tape allocated back to its pool: the values it computed must not be
+   * read afterwards (copy the loss out first). Without a pool this only drops references.
+   */
+  release(): void {
+    if (this.pool) for (const a of this.outputs) this.pool.give(a);
+    this.outputs.length = 0;
+    this.produced.clear();
+    this.nodes.length = 0;
+  }
+
+  // ---- linear algebra ----
+
+  /** x [M, K] · wᵀ (w [N, K], a linear's weight) → [M, N]; gradients to both. */
+  matmulNT(x: Var, w: Var): Var {
+    const p = samePrecision('matmulNT', [x, w]);
+    const [M, K] = matrix('matmulNT', 'x', x);
+    const [N, K2] = matrix('matmulNT', 'w', w);
+    if (K !== K2) fail('matmulNT', `x has ${K} columns but w has ${K2}`);
+    const k = trainKernels();
+    const out = this.alloc(p, M * N);
+    k.trainGemm(false, true, M, N, K, x.data, K, w.data, K, false, out, N);
+    return this.record(out, [M, N], [x, w], (g) => {
+      if (x.requiresGrad) k.trainGemm(false, false, M, K, N, g, N, w.data, K, true, this.grad(x), K);  // g · w
+      if (w.requiresGrad) k.trainGemm(true, false, N, K, M, g, N, x.data, K, true, this.grad(w), K);  // gᵀ · x
+    });
+  }
+
+  // ---- shapes ----
+
+  /** Columns [start, end) of x [rows, cols] (a copy). */
+  sliceCols(x: Var, start: number, end: number): Var {
+    const [rows, cols] = matrix('sliceCols', 'x', x);
+    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= cols)) {
+      fail('sliceCols', `columns [${start}, ${end}) are not inside [0, ${cols})`);
+    }
+    const w = end - start;
+    const out = this.alloc(x.precision, rows * w);
+    for (let r = 0; r < rows; r++) out.set(x.data.subarray(r * cols + start, r * cols + end), r * w);
+    return this.record(out, [rows, w], [x], (g) => {
+      const gx = this.grad(x);
+      for (let r = 0; r < rows; r++) {
+        const src = r * w, dst = r * cols + start;
+        for (let j = 0; j < w; j++) gx[dst + j] += g[src + j]!;
+      }
+    });
+  }
+
+  /** Rows [start, end) of x [rows, cols] (a copy): splits a linear's weight by output rows. */
+  sliceRows(x: Var, start: number, end: number): Var {
+    const [rows, cols] = matrix('sliceRows', 'x', x);
+    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= rows)) {
+      fail('sliceRows', `rows [${start}, ${end}) are not inside [0, ${rows})`);
+    }
+    const out = x.data.slice(start * cols, end * cols);
+    return this.record(out, [end - start, cols], [x], (g) => {
+      const gx = this.grad(x);
+      for (let i = 0, o = start * cols; i < g.length; i++) gx[o + i] += g[i]!;
+    });
+  }
+
+  /** Column-wise concatenation of matrices with the same number of rows. */
+  concatCols(parts: readonly Var[]): Var {
+    if (parts.length === 0) fail('concatCols', 'nothing to concatenate');
+    const p = samePrecision('concatCols', parts);
+    const rows = matrix('concatCols', 'parts[0]', parts[0]!)[0];
+    const widths = parts.map((v, i) => {
+      const [r, c] = matrix('concatCols', `parts[${i}]`, v);
+      if (r !== rows) fail('concatCols', `parts[${i}] has ${r} rows, parts[0] has ${rows}`);
+      return c;
+    });
+    const cols = widths.reduce((a, b) => a + b, 0);
+    const out = this.alloc(p, rows * cols);
+    let offset = 0;
+    parts.forEach((v, i) => {
+      const w = widths[i]!;
+      for (let r = 0; r < rows; r++) out.set(v.data.subarray(r * w, (r + 1) * w), r * cols + offset);
+      offset += w;
+    });
+    return this.record(out, [rows, cols], parts, (g) => {
+      let off = 0;
+      parts.forEach((v, i) => {
+        const w = widths[i]!;
+        if (v.requiresGrad) {
+          const gv = this.grad(v);
+          for (let r = 0; r < rows; r++) for (let j = 0; j < w; j++) gv[r * w + j] += g[r * cols + off + j]!;
+        }
+        off += w;
+      });
+    });
+  }
+
+  // ---- elementwise ----
+
+  add(a: Var, b: Var): Var {
+    const p = samePrecision('add', [a, b]);
+    if (a.size !== b.size || a.shape.join() !== b.shape.join()) fail('add', `shapes [${a.shape}] and [${b.shape}] differ`);
+    const out = this.alloc(p, a.size);
+    for (let i = 0; i < out.length; i++) out[i] = a.data[i]! + b.data[i]!;
+    return this.record(out, a.shape, [a, b], (g) => {
+      for (const v of [a, b]) {
+        if (!v.requiresGrad) continue;
+        const gv = this.grad(v);
+        for (let i = 0; i < gv.length; i++) gv[i] += g[i]!;
+      }
+    });
+  }
+
+  /** a · s for a constant s. */
+  scale(a: Var, s: number): Var {
+    if (!Number.isFinite(s)) fail('scale', `the factor must be finite, got ${s}`);
+    const out = this.alloc(a.precision, a.size);
+    for (let i = 0; i < out.length; i++) out[i] = a.data[i]! * s;
+    return this.record(out, a.shape, [a], (g) => {
+      const ga = this.grad(a);
+      for (let i = 0; i < ga.length; i++) ga[i] += g[i]! * s;
+    });
+  }
+
+  /** Elementwise product. */
+  mul(a: Var, b: Var): Var {
+    const p = samePrecision('mul', [a, b]);
+    if (a.size !== b.size || a.shape.join() !== b.shape.join()) fail('mul', `shapes [${a.shape}] and [${b.shape}] differ`);
+    const out = this.alloc(p, a.size);
+    for (let i = 0; i < out.length; i++) out[i] = a.data[i]! * b.data[i]!;
+    return this.record(out, a.shape, [a, b], (g) => {
+      if (a.requiresGrad) {
+        const ga = this.grad(a);
+        for (let i = 0; i < ga.length; i++) ga[i] += g[i]! * b.data[i]!;
+      }
+      if (b.requiresGrad) {
+        const gb = this.grad(b);
+        for (let i = 0; i < gb.length; i++) gb[i] += g[i]! * a.data[i]!;
+      }
+    });
+  }
+
+  /** x · sigmoid(x). */
+  silu(x: Var): Var {
+    const out = this.alloc(x.precision, x.size);
+    for (let i = 0; i < out.length; i++) out[i] = x.data[i]! / (1 + Math.exp(-x.data[i]!));
+    return this.record(out, x.shape, [x], (g) => {
+      const gx = this.grad(x);
+      for (let i = 0; i < gx.length; i++) {
+        const v = x.data[i]!;
+        const s = 1 / (1 + Math.exp(-v));
+        gx[i] += g[i]! * s * (1 + v * (1 - s));
+      }
+    });
+  }
+
+  // ---- Mamba ----
+
+  /**
+   * silu(causal depthwise conv1d(x)) over sequences of seqLen rows (x: [B·L, E]; weight [E, K],
+   * bias [E] or null, both frozen); reverse runs the conv backwards in time. Gradient to x.
+   */
+  conv1dSilu(x: Var, seqLen: number, weight: FloatArray, bias: FloatArray | null, reverse: boolean): Var {
+    const [rows, E] = matrix('conv1dSilu', 'x', x);
+    if (!(Number.isInteger(seqLen) && seqLen > 0 && rows % seqLen === 0)) fail('conv1dSilu', `${rows} rows are not a whole number of sequences of ${seqLen}`);
+    if (E === 0 || weight.length % E !== 0) fail('conv1dSilu', `weight has ${weight.length} values, not a multiple of E = ${E}`);
+    const K = weight.length / E;
+    frozen('conv1dSilu', 'weight', weight, E * K, x.precision);
+    frozen('conv1dSilu', 'bias', bias, E, x.precision);
+    const B = rows / seqLen;
+    const k = trainKernels();
+    const out = this.alloc(x.precision, rows * E);
+    k.trainConv1d(B, seqLen, E, K, x.data, weight, bias, reverse, true, out);
+    return this.record(out, [rows, E], [x], (g) => {
+      k.trainConv1dBackward(B, seqLen, E, K, x.data, weight, bias, reverse, true, g, this.grad(x));
+    });
+  }
+
+  /**
+   * Selective scan with the SiLU(z) gate (z may be null): u, delta, z [B·L, E]; B, C [B·L, N].
+   * Gradients to u, delta (through softplus and deltaBias), B, C and z; A, D, deltaBias frozen.
+   */
+  selectiveScan(u: Var, delta: Var, B: Var, C: Var, z: Var | null, o: ScanOptions): Var {
+    return this.scans('selectiveScan', [{ ...o, u, delta, B, C }], z, o.seqLen, 1);
+  }
+
+  /**
+   * The Vim combine of both directions sharing the gate z: (scan_fwd + scan_bwd) / 2, computed
+   * in one output buffer (no separate add and scale).
+   */
+  bidirectionalScan(fwd: ScanDirection, bwd: ScanDirection, z: Var | null, seqLen: number): Var {
+    return this.scans('bidirectionalScan', [fwd, bwd], z, seqLen, 0.5);
+  }
+
+  /** outScale · Σ_d scan_d, every direction with the same z. */
+  private scans(op: string, dirs: readonly ScanDirection[], z: Var | null, L: number, outScale: number): Var {
+    const d0 = dirs[0]!;
+    const p = samePrecision(op, [z, ...dirs.flatMap((d) => [d.u, d.delta, d.B, d.C])]);
+    const [rows, E] = matrix(op, 'u', d0.u);
+    const [rowsB, N] = matrix(op, 'B', d0.B);
+    if (rowsB !== rows) fail(op, `'B' has ${rowsB} rows, u has ${rows}`);
+    const check = (name: string, v: Var, cols: number) => {
+      const [r, c] = matrix(op, name, v);
+      if (r !== rows || c !== cols) fail(op, `'${name}' must be [${rows}, ${cols}], got [${r}, ${c}]`);
+    };
+    if (z) check('z', z, E);
+    if (!(Number.isInteger(L) && L > 0 && rows % L === 0)) fail(op, `${rows} rows are not a whole number of sequences of ${L}`);
+    const consts = dirs.map((d) => {
+      check('u', d.u, E);
+      check('delta', d.delta, E);
+      check('B', d.B, N);
+      check('C', d.C, N);
+      return {
+        A: frozen(op, 'A', d.A, E * N, p)!, D: frozen(op, 'D', d.D, E, p), bias: frozen(op, 'deltaBias', d.deltaBias, E, p),
+        softplus: d.softplus ?? true, reverse: d.reverse ?? false,
+      };
+    });
+    const nb = rows / L;
+    const k = trainKernels();
+    const y = this.alloc(p, rows * E);
+    dirs.forEach((d, i) => {
+      const c = consts[i]!;
+      k.trainScan(nb, L, E, N, d.u.data, d.delta.data, c.A, d.B.data, d.C.data, c.D, z ? z.data : null, c.bias, c.softplus,
+        c.reverse, outScale, i > 0, y);
+    });
+    const gradOrNull = (v: Var | null) => (v && v.requiresGrad ? this.grad(v) : null);
+    const inputs = [z, ...dirs.flatMap((d) => [d.u, d.delta, d.B, d.C])];
+    return this.record(y, [rows, E], inputs, (g) => {
+      dirs.forEach((d, i) => {
+        const c = consts[i]!;
+        k.trainScanBackward(nb, L, E, N, d.u.data, d.delta.data, c.A, d.B.data, d.C.data, c.D, z ? z.data : null, c.bias,
+          c.softplus, c.reverse, outScale, g, gradOrNull(d.u), gradOrNull(d.delta), gradOrNull(d.B), gradOrNull(d.C), gradOrNull(z));
+      });
+    });
+  }
+
+  // ---- quantizers (straight-through, LSQ-style step gradients; formulas in train.h) ----
+
+  /**
+   * Fake-quantized activations in the smoothed domain: (clamp(round(x/σ/s_p) + z_p, 0, qmax) − z_p)·s_p
+   * with p = row % period; x [rows, cols], σ [cols] or null, s [period]. Gradients to x, σ, s.
+   */
+  fakeQuantAct(x: Var, smooth: Var | null, scale: Var, o: ActQuantOptions): Var {
+    const p = samePrecision('fakeQuantAct', [x, smooth, scale]);
+    const [rows, cols] = matrix('fakeQuantAct', 'x', x);
+    if (smooth) vector('fakeQuantAct', 'smooth', smooth, cols);
+    vector('fakeQuantAct', 'scale', scale, o.period);
+    if (o.zero.length !== o.period) fail('fakeQuantAct', `'zero' has ${o.zero.length} values, period is ${o.period}`);
+    const rev = o.reversePeriod ?? false;
+    const k = trainKernels();
+    const out = this.alloc(p, rows * cols);
+    const sm = smooth ? smooth.data : null;
+    k.trainFakeQuantAct(rows, cols, o.period, rev, x.data, sm, scale.data, o.zero, o.qmax, out);
+    return this.record(out, [rows, cols], [x, smooth, scale], (g) => {
+      k.trainFakeQuantActBackward(rows, cols, o.period, rev, x.data, sm, scale.data, o.zero, o.qmax, g,
+        x.requiresGrad ? this.grad(x) : null, smooth?.requiresGrad ? this.grad(smooth) : null,
+        scale.requiresGrad ? this.grad(scale) : null);
+    });
+  }
+
+  /**
+   * Fake-quantized weights W·σ, symmetric per output row: clamp(round(W·σ/s_o), −qmax, qmax)·s_o;
+   * w [out, in], σ [in] or null, s [out]. Gradients to w, σ, s.
+   */
+  fakeQuantWeight(w: Var, smooth: Var | null, scale: Var, o: WeightQuantOptions): Var {
+    const p = samePrecision('fakeQuantWeight', [w, smooth, scale]);
+    const [rows, cols] = matrix('fakeQuantWeight', 'w', w);
+    if (smooth) vector('fakeQuantWeight', 'smooth', smooth, cols);
+    vector('fakeQuantWeight', 'scale', scale, rows);
+    const k = trainKernels();
+    const out = this.alloc(p, rows * cols);
+    const sm = smooth ? smooth.data : null;
+    k.trainFakeQuantWeight(rows, cols, w.data, sm, scale.data, o.qmax, out);
+    return this.record(out, [rows, cols], [w, smooth, scale], (g) => {
+      k.trainFakeQuantWeightBackward(rows, cols, w.data, sm, scale.data, o.qmax, g,
+        w.requiresGrad ? this.grad(w) : null, smooth?.requiresGrad ? this.grad(smooth) : null,
+        scale.requiresGrad ? this.grad(scale) : null);
+    });
+  }
+
+  // ---- reductions and loss ----
+
+  /** Σ of all values → [1]. */
+  sum(x: Var): Var {
+    let acc = 0;
+    for (let i = 0; i < x.size; i++) acc += x.data[i]!;
+    const out = this.alloc(x.precision, 1);
+    out[0] = acc;
+    return this.record(out, [1], [x], (g) => {
+      const gx = this.grad(x);
+      for (let i = 0; i < gx.length; i++) gx[i] += g[0]!;
+    });
+  }
+
+  /**
+   * mean over rows of 1 − cos(out_r, target_r) → [1]; each row norm is clamped at COSINE_EPS
+   * (a clamped norm is a constant for the gradient). The target gets no gradient.
+   */
+  cosineLoss(out: Var, target: Var): Var {
+    const p = samePrecision('cosineLoss', [out, target]);
+    const [rows, cols] = matrix('cosineLoss', 'out', out);
+    const [tr, tc] = matrix('cosineLoss', 'target', target);
+    if (tr !== rows || tc !== cols) fail('cosineLoss', `target is [${tr}, ${tc}], out is [${rows}, ${cols}]`);
+    if (rows === 0) fail('cosineLoss', 'no rows');
+    const o = out.data, t = target.data;
+    const cos = new Float64Array(rows), no = new Float64Array(rows), nt = new Float64Array(rows);
+    let sum = 0;
+    for (let r = 0; r < rows; r++) {
+      let dot = 0, oo = 0, tt = 0;
+      for (let j = r * cols, end = j + cols; j < end; j++) {
+        dot += o[j]! * t[j]!;
+        oo += o[j]! * o[j]!;
+        tt += t[j]! * t[j]!;
+      }
+      no[r] = Math.sqrt(oo);
+      nt[r] = Math.max(Math.sqrt(tt), COSINE_EPS);
+      cos[r] = dot / (Math.max(no[r]!, COSINE_EPS) * nt[r]!);
+      sum += 1 - cos[r]!;
+    }
+    const loss = this.alloc(p, 1);
+    loss[0] = sum / rows;
+    return this.record(loss, [1], [out], (g) => {
+      const go = this.grad(out);
+      const g0 = g[0]! / rows;
+      for (let r = 0; r < rows; r++) {
+        const clamped = no[r]! < COSINE_EPS;
+        const a = 1 / (Math.max(no[r]!, COSINE_EPS) * nt[r]!);
+        const b = clamped ? 0 : cos[r]! / (no[r]! * no[r]!);
+        // ∂(1 − cos)/∂o = −(t / (|o||t|) − cos · o / |o|²)
+        for (let j = r * cols, end = j + cols; j < end; j++) go[j] -= g0 * (t[j]! * a - o[j]! * b);
+      }
+    });
+  }
+}
