@@ -2,13 +2,12 @@ import { trainKernels, type FloatArray } from './native.js';
 import type { BufferPool } from './pool.js';
 import { type Precision, Var } from './var.js';
 
-/** Selective-scan constants (frozen during JLSS): semantics of native/include/ptq4vm/scan.h. */
-export interface ScanOptions {
-  /** Tokens per sequence L; the operands hold B·L rows. */
-  seqLen: number;
+/** Frozen constants of a selective scan (semantics of native/include/ptq4vm/scan.h). */
+export interface ScanConstants {
   /** [E, N], already −exp(A_log). */
   A: FloatArray;
   D?: FloatArray | null;
+  /** Added to delta before softplus (dt_proj's bias). */
   deltaBias?: FloatArray | null;
   /** Default true. */
   softplus?: boolean;
@@ -16,20 +15,17 @@ export interface ScanOptions {
   reverse?: boolean;
 }
 
-/** One direction of a (bidirectional) scan: its operands and frozen constants. */
-export interface ScanDirection {
+export interface ScanOptions extends ScanConstants {
+  /** Tokens per sequence L; the operands hold B·L rows. */
+  seqLen: number;
+}
+
+/** One direction of a bidirectional scan: operands u, delta [B·L, E], B, C [B·L, N] and its constants. */
+export interface ScanDirection extends ScanConstants {
   u: Var;
   delta: Var;
   B: Var;
   C: Var;
-  /** [E, N], already −exp(A_log). */
-  A: FloatArray;
-  D?: FloatArray | null;
-  deltaBias?: FloatArray | null;
-  /** Default true. */
-  softplus?: boolean;
-  /** Default false. */
-  reverse?: boolean;
 }
 
 /** Activation quantizer constants: asymmetric, parameters per token position (see train.h). */

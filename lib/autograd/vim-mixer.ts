@@ -1,6 +1,13 @@
+import type { LinearSite } from '../models/ops.js';
+import { vimMixer } from '../models/vim/graph.js';
+import type { VimDirectionParams, VimLayer } from '../models/vim/model.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { FloatArray } from './native.js';
-import type { ScanDirection, Tape } from './tape.js';
+import type { Tape } from './tape.js';
+import { TapeExecutor, tapeMat, type LinearFakeQuant } from './tape-ops.js';
 import type { Var } from './var.js';
+
+export type { LinearFakeQuant } from './tape-ops.js';
 
 /** The six linears of a Vim mixer, as lib/models/vim/model.ts names them. */
 export type MixerLinearName = 'in_proj' | 'x_proj' | 'dt_proj' | 'x_proj_b' | 'dt_proj_b' | 'out_proj';
@@ -17,6 +24,7 @@ export interface MixerDirection {
   dtBias: FloatArray;
 }
 
+/** A mixer given by its arrays rather than by a VimModel (gradient checks, benchmarks). */
 export interface MixerParams {
   /** Tokens per image L (rows of the input are B·L). */
   seqLen: number;
@@ -30,57 +38,39 @@ export interface MixerParams {
   bwd: MixerDirection;
 }
 
-/**
- * Fake quantization of one linear: activations x/σ quantized per token (asymmetric), weights
- * W·σ per output row (symmetric). Make smooth/wscale/ascale Var.param to learn them (JLSS) or
- * Var.constant to keep them fixed.
- */
-export interface LinearFakeQuant {
-  /** σ [in], or null for no smoothing. */
-  smooth: Var | null;
-  /** Weight step sizes [out]. */
-  wscale: Var;
-  wqmax: number;
-  /** Activation step sizes [period] and zero points [period]. */
-  ascale: Var;
-  azero: Int32Array;
-  aqmax: number;
-  period: number;
-  /** Parameters indexed by period − 1 − row % period: the backward branch's reversed token order. */
-  reversePeriod?: boolean;
-}
+const f32 = (a: FloatArray): Float32Array => (a instanceof Float32Array ? a : Float32Array.from(a));
 
 /**
- * One Vim mixer (bimamba v2, "div2" combine) on normalized input rows [B·L, D] → [B·L, D], the
- * graph of lib/models/vim/graph.ts on the tape: linears whose name is in `quant` are
- * fake-quantized, the others run in floating point.
+ * One Vim mixer on the tape, given by arrays: the model graph (lib/models/vim/graph.ts vimMixer)
+ * run by a TapeExecutor. Linears named in `quant` are fake-quantized, the others run in floating
+ * point. Frozen constants travel through the graph as float32 (the model's own precision).
  */
 export function vimMixerOnTape(tape: Tape, input: Var, p: MixerParams, quant: Partial<Record<MixerLinearName, LinearFakeQuant>> = {}): Var {
-  const { dInner: E, dtRank: R, dState: N, seqLen: L } = p;
-  // Fake-quantized (or FP) activation and weight of a linear.
-  const operands = (name: MixerLinearName, x: Var): [Var, Var] => {
-    const q = quant[name];
+  const sites = new Map<MixerLinearName, LinearSite>();
+  const site = (name: MixerLinearName): LinearSite => {
     const w = p.weights[name];
-    if (!q) return [x, w];
-    const a = tape.fakeQuantAct(x, q.smooth, q.ascale, { zero: q.azero, qmax: q.aqmax, period: q.period, reversePeriod: q.reversePeriod ?? false });
-    return [a, tape.fakeQuantWeight(w, q.smooth, q.wscale, { qmax: q.wqmax })];
+    const [out, inF] = w.shape as [number, number];
+    const s: LinearSite = { name, weight: new Tensor('F32', [out, inF], f32(w.data)), bias: null, inFeatures: inF, outFeatures: out, reversedTokens: name.endsWith('_b'), quant: null };
+    sites.set(name, s);
+    return s;
   };
-  const linear = (name: MixerLinearName, x: Var): Var => tape.matmulNT(...operands(name, x));
-  // in_proj as two products over its row halves (weights are quantized per output row), so x
-  // and z come out as separate matrices without copying columns of a [B·L, 2E] output.
-  const [hin, win] = operands('in_proj', input);
-  const x = tape.matmulNT(hin, tape.sliceRows(win, 0, E));
-  const z = tape.matmulNT(hin, tape.sliceRows(win, E, 2 * E));
-  const direction = (d: MixerDirection, reverse: boolean): ScanDirection => {
-    const s = reverse ? '_b' : '';
-    const c = tape.conv1dSilu(x, L, d.convWeight, d.convBias, reverse);
-    const xd = linear(`x_proj${s}` as MixerLinearName, c);
-    const delta = linear(`dt_proj${s}` as MixerLinearName, tape.sliceCols(xd, 0, R));
-    return {
-      u: c, delta, B: tape.sliceCols(xd, R, R + N), C: tape.sliceCols(xd, R + N, R + 2 * N),
-      A: d.A, D: d.D, deltaBias: d.dtBias, softplus: true, reverse,
-    };
+  const E = p.dInner;
+  const direction = (d: MixerDirection, s: '' | '_b'): VimDirectionParams => ({
+    conv: { weight: new Tensor('F32', [E, d.convWeight.length / E], f32(d.convWeight)), bias: new Tensor('F32', [E], f32(d.convBias)) },
+    xProj: site(`x_proj${s}`), dtProj: site(`dt_proj${s}`), A: f32(d.A), D: f32(d.D), dtBias: f32(d.dtBias),
+  });
+  const layer: VimLayer = {
+    index: 0, norm: new Tensor('F32', [0]), inProj: site('in_proj'), outProj: site('out_proj'),
+    fwd: direction(p.fwd, ''), bwd: direction(p.bwd, '_b'),
   };
-  const y = tape.bidirectionalScan(direction(p.fwd, false), direction(p.bwd, true), z, L);
-  return linear('out_proj', y);
+  const quantBySite = new Map<LinearSite, LinearFakeQuant>();
+  const weightBySite = new Map<LinearSite, Var>();
+  for (const [name, s] of sites) {
+    weightBySite.set(s, p.weights[name]);
+    const q = quant[name];
+    if (q) quantBySite.set(s, q);
+  }
+  const ops = new TapeExecutor(tape, { precision: input.precision, quant: quantBySite, weights: weightBySite });
+  const shape = { dims: { dInner: p.dInner, dtRank: p.dtRank, seqLen: p.seqLen }, config: { d_state: p.dState } };
+  return vimMixer(ops, shape, layer, { fp: tapeMat(input) }).v;
 }

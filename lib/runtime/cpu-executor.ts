@@ -1,7 +1,8 @@
-import type { Act, LinearSite, Mat, ModelOps, ScanDirection } from '../models/ops.js';
+import type { Act, Grid, LinearSite, Mat, ModelOps, ScanDirection, TokenOrder } from '../models/ops.js';
 import { aQmax, paramsInOriginalOrder, wQmax, type LinearQuant } from '../quant/params.js';
 import { Tensor } from '../tensor/tensor.js';
-import { cpuKernels } from '../backend/cpu-kernels.js';
+import { cpuKernels, type PackedInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
+import { backboneKernels, type BackboneKernels } from '../backend/backbone-kernels.js';
 
 /** A host matrix view: `data` starts at element (0, 0). */
 export interface CpuMat extends Mat {
@@ -13,7 +14,14 @@ export interface CpuMat extends Mat {
 /** How quantized linears run on the CPU: real INT8 kernels, their fp32 simulation, or ignored (FP weights). */
 export type QuantMode = 'int8' | 'fake' | 'off';
 
-/** Per-site values derived once from a LinearQuant (reciprocals, dequantized weights). */
+/** u8 codes of an activation, quantized by a fused producer for one specific linear. */
+export interface QuantizedRows {
+  site: LinearSite;
+  codes: Uint8Array;
+  ld: number;
+}
+
+/** Per-site values derived once from a LinearQuant (reciprocals, dequantized or packed weights). */
 interface SiteCache {
   quant: LinearQuant;
   invSmooth: Float32Array;
@@ -21,7 +29,9 @@ interface SiteCache {
   actScale: Float32Array;
   actZero: Int32Array;
   invScale: Float32Array;
+  qmax: number;
   dequantWeight?: Float32Array;
+  packed?: PackedInt8;
 }
 
 /**
@@ -137,23 +147,31 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const D = x.cols;
     if (x.ld !== D || (residual && residual.ld !== D)) throw new Error('addNorm: operands must be contiguous');
     const res = residual ?? this.alloc(rows, D);
+    const fused = this.fusedQuantizer(next);
+    if (fused) {
+      // INT8: in_proj's quantized input straight from the norm; the fp32 rows are never written.
+      const codes = new Uint8Array(rows * D);
+      this.k.addRmsNormQuantizeF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, null,
+        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, D);
+      return { residual: res, normed: { quantized: { site: next!, codes, ld: D } satisfies QuantizedRows } };
+    }
     const normed = this.alloc(rows, D);
     this.k.addRmsNormF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, normed.data);
     return { residual: res, normed: { fp: normed } };
   }
 
   linear(x: Act<CpuMat>, site: LinearSite): CpuMat {
+    const q = this.quantMode === 'off' ? null : site.quant;
+    if (q && this.quantMode === 'int8') return this.int8Linear(x, site, this.cacheFor(site, q));
     const a = x.fp;
     if (!a) throw new Error(`${site.name}: the CPU executor needs the fp32 input`);
     const out = this.alloc(a.rows, site.outFeatures);
-    const q = this.quantMode === 'off' ? null : site.quant;
     if (!q) {
       this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data, site.inFeatures,
         site.bias ? site.bias.data : null, false, out.data, out.ld);
       return out;
     }
     const cache = this.cacheFor(site, q);
-    if (this.quantMode === 'int8') return this.int8Linear(a, site, cache, out);
     // Simulation: dequantize(quantize(x/σ)) · dequantize(qweight)ᵀ in fp32.
     const deq = this.fakeQuantizeActivation(a, cache);
     cache.dequantWeight ??= dequantizeWeights(q, site.outFeatures, site.inFeatures);
@@ -162,25 +180,37 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     return out;
   }
 
-  conv1dSilu(x: CpuMat, L: number, weight: Tensor<'F32'>, bias: Tensor<'F32'>, reverse: boolean, _next: LinearSite): Act<CpuMat> & { fp: CpuMat } {
+  conv1dSilu(x: CpuMat, L: number, weight: Tensor<'F32'>, bias: Tensor<'F32'>, reverse: boolean, next: LinearSite): Act<CpuMat> & { fp: CpuMat } {
     const E = x.cols;
     const out = this.alloc(x.rows, E);
+    const fused = this.fusedQuantizer(next);
+    if (fused) {
+      // The scan needs the fp32 values, x_proj their quantization: both from one pass.
+      const codes = new Uint8Array(x.rows * E);
+      this.k.causalConv1dSiluQuantizeF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, out.data, out.ld,
+        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, E);
+      return { fp: out, quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
+    }
     this.k.causalConv1dF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, true, out.data, out.ld);
     return { fp: out };
   }
 
-  bidirectionalScan(dirs: readonly [ScanDirection<CpuMat>, ScanDirection<CpuMat>], z: CpuMat, L: number, _next: LinearSite): Act<CpuMat> {
+  bidirectionalScan(dirs: readonly [ScanDirection<CpuMat>, ScanDirection<CpuMat>], z: CpuMat, L: number, next: LinearSite): Act<CpuMat> {
     const E = z.cols;
-    const y = this.alloc(z.rows, E);
-    dirs.forEach((d, i) => {
-      this.k.selectiveScanF32({
-        B: z.rows / L, L, E, N: d.B.cols,
-        u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
-        Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, z: z.data, ldz: z.ld,
-        deltaBias: d.deltaBias, deltaSoftplus: true, reverse: d.reverse,
-        accumulate: i === 1, outScale: 0.5, y: y.data, ldy: y.ld,
-      });
+    const dir = (d: ScanDirection<CpuMat>) => ({
+      u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
+      Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, deltaBias: d.deltaBias,
     });
+    const args = { B: z.rows / L, L, E, N: dirs[0].B.cols, fwd: dir(dirs[0]), bwd: dir(dirs[1]), z: z.data, ldz: z.ld, deltaSoftplus: true };
+    const fused = this.fusedQuantizer(next);
+    if (fused) {
+      // INT8: the combined, gated output goes straight to out_proj's u8 input.
+      const codes = new Uint8Array(z.rows * E);
+      this.k.selectiveScanBidirF32({ ...args, q: codes, ldq: E, quant: fused });
+      return { quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
+    }
+    const y = this.alloc(z.rows, E);
+    this.k.selectiveScanBidirF32({ ...args, y: y.data, ldy: y.ld });
     return { fp: y };
   }
 
@@ -195,15 +225,56 @@ export class CpuExecutor implements ModelOps<CpuMat> {
 
   // ---- quantization helpers
 
-  private int8Linear(_a: CpuMat, site: LinearSite, _c: SiteCache, _out: CpuMat): CpuMat {
-    throw new Error(`${site.name}: the CPU INT8 kernels are not in this build yet; use --precision fake-quant`);
+  /** The quantizer a producer should fuse for `next`, when `next` runs on the INT8 kernels with static parameters. */
+  private fusedQuantizer(next: LinearSite | null): (TokenQuantizer & { period: number }) | null {
+    if (this.quantMode !== 'int8' || !next?.quant || next.quant.granularity === 'per-token-dynamic') return null;
+    const c = this.cacheFor(next, next.quant);
+    return { period: c.actScale.length, invSmooth: c.invSmooth, invScale: c.invScale, zero: c.actZero, qmax: c.qmax };
+  }
+
+  /** u8 × s8 GEMM with the dequantizing epilogue; quantizes the input unless a producer did. */
+  private int8Linear(x: Act<CpuMat>, site: LinearSite, c: SiteCache): CpuMat {
+    const q = c.quant;
+    const K = site.inFeatures;
+    const N = site.outFeatures;
+    c.packed ??= this.k.packInt8Weights(N, K, q.qweight);
+    const pre = x.quantized as QuantizedRows | undefined;
+    let codes: Uint8Array;
+    let ld: number;
+    let rows: number;
+    let scale = c.actScale;
+    let zero = c.actZero;
+    let period = c.actScale.length;
+    if (pre && pre.site === site && q.granularity !== 'per-token-dynamic') {
+      codes = pre.codes;
+      ld = pre.ld;
+      rows = codes.length / ld;
+    } else {
+      const a = x.fp;
+      if (!a) throw new Error(`${site.name}: no input for the INT8 GEMM`);
+      rows = a.rows;
+      ld = K;
+      codes = new Uint8Array(rows * K);
+      let invScale = c.invScale;
+      if (q.granularity === 'per-token-dynamic') {
+        period = rows;
+        scale = new Float32Array(rows);
+        invScale = new Float32Array(rows);
+        zero = new Int32Array(rows);
+        this.k.quantizeParamsDynamic(rows, K, a.data, a.ld, c.invSmooth, c.qmax, scale, invScale, zero);
+      }
+      this.k.quantizeU8(rows, K, period, a.data, a.ld, c.invSmooth, invScale, zero, c.qmax, codes, K);
+    }
+    const out = this.alloc(rows, N);
+    this.k.gemmU8S8F32(rows, N, K, codes, ld, c.packed, scale, zero, period, q.wscale, site.bias ? site.bias.data : null, false, out.data, out.ld);
+    return out;
   }
 
   private cacheFor(site: LinearSite, q: LinearQuant): SiteCache {
     let c = this.siteCache.get(site);
     if (!c || c.quant !== q) {
       const { scale, zero } = paramsInOriginalOrder(q, site.reversedTokens);
-      c = { quant: q, invSmooth: reciprocal(q.smooth), actScale: scale, actZero: zero, invScale: reciprocal(scale) };
+      c = { quant: q, invSmooth: reciprocal(q.smooth), actScale: scale, actZero: zero, invScale: reciprocal(scale), qmax: aQmax(q.abits) };
       this.siteCache.set(site, c);
     }
     return c;
@@ -237,6 +308,121 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       for (let j = 0; j < cols; j++) d[o + j] = (codes[o + j]! - z) * s;
     }
     return out;
+  }
+
+  // ---- ops of the other backbones (BackboneOps in ../models/ops.ts): LocalVim, VMamba, LocalVMamba
+
+  private get bk(): BackboneKernels {
+    return backboneKernels();
+  }
+
+  gatherTokens(x: CpuMat, batch: number, order: TokenOrder): CpuMat {
+    const out = this.alloc(batch * order.steps, x.cols);
+    this.bk.gatherTokensF32(batch, order.rows, order.steps, x.cols, x.data, x.ld, order.gather, out.data, out.ld);
+    return out;
+  }
+
+  scatterTokens(y: CpuMat, batch: number, order: TokenOrder, out: CpuMat, accumulate: boolean, gate: CpuMat | null): void {
+    if (gate && gate.ld !== gate.cols) throw new Error('scatterTokens: the gate must be contiguous');
+    this.bk.scatterTokensF32(batch, order.steps, order.rows, y.cols, y.data, y.ld, order.scatter, gate ? gate.data : null, accumulate, out.data, out.ld);
+  }
+
+  layerNorm(x: CpuMat, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.layerNormF32(x.rows, x.cols, x.data, x.ld, weight.data, bias ? bias.data : null, eps, out.data, out.ld);
+    return { fp: out };
+  }
+
+  layerNormTokenMean(x: CpuMat, batch: number, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, select: TokenOrder | null): CpuMat {
+    const out = this.alloc(batch, x.cols);
+    this.bk.layerNormTokenMeanF32(batch, x.rows / batch, x.cols, x.data, x.ld, select ? select.scatter : null, weight.data, bias ? bias.data : null, eps, out.data);
+    return out;
+  }
+
+  selectiveScan(d: ScanDirection<CpuMat>, z: CpuMat | null, L: number, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
+    const E = d.u.cols;
+    const y = this.alloc(d.u.rows, E);
+    this.k.selectiveScanF32({
+      B: d.u.rows / L, L, E, N: d.B.cols,
+      u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
+      Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, z: z ? z.data : null, ldz: z ? z.ld : 0,
+      deltaBias: d.deltaBias, deltaSoftplus: true, reverse: d.reverse, y: y.data, ldy: y.ld,
+    });
+    return { fp: y };
+  }
+
+  gelu(x: CpuMat, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.geluF32(x.rows, x.cols, x.data, x.ld, out.data, out.ld);
+    return { fp: out };
+  }
+
+  sigmoid(x: CpuMat): CpuMat {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.sigmoidF32(x.rows, x.cols, x.data, x.ld, out.data, out.ld);
+    return out;
+  }
+
+  mulSilu(x: CpuMat, z: CpuMat, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.mulSiluF32(x.rows, x.cols, x.data, x.ld, z.data, z.ld, out.data, out.ld);
+    return { fp: out };
+  }
+
+  add(a: CpuMat, b: CpuMat): CpuMat {
+    const out = this.alloc(a.rows, a.cols);
+    this.bk.addF32(a.rows, a.cols, a.data, a.ld, b.data, b.ld, out.data, out.ld);
+    return out;
+  }
+
+  addPositions(x: CpuMat, batch: number, table: Tensor<'F32'>): CpuMat {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.addPositionsF32(batch, x.rows / batch, x.cols, x.data, x.ld, table.data, out.data, out.ld);
+    return out;
+  }
+
+  rope(x: CpuMat, batch: number, cos: Tensor<'F32'>, sin: Tensor<'F32'>): CpuMat {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.ropeF32(batch, x.rows / batch, x.cols, x.data, x.ld, cos.data, sin.data, out.data, out.ld);
+    return out;
+  }
+
+  meanTokens(x: CpuMat, batch: number): CpuMat {
+    const out = this.alloc(batch, x.cols);
+    this.bk.tokenMeanF32(batch, x.rows / batch, x.cols, x.data, x.ld, out.data);
+    return out;
+  }
+
+  conv2dImages(images: Tensor<'F32'>, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, stride: number, pad: number): { out: CpuMat; grid: Grid } {
+    const [B, C, H, W] = images.shape as [number, number, number, number];
+    const [Cout, , K] = weight.shape as [number, number, number, number];
+    const grid = { H: Math.floor((H + 2 * pad - K) / stride) + 1, W: Math.floor((W + 2 * pad - K) / stride) + 1 };
+    const out = this.alloc(B * grid.H * grid.W, Cout);
+    this.bk.conv2dF32(B, C, H, W, true, images.data, Cout, K, stride, pad, weight.data, bias ? bias.data : null, out.data);
+    return { out, grid };
+  }
+
+  conv2d(x: CpuMat, batch: number, g: Grid, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, stride: number, pad: number): { out: CpuMat; grid: Grid } {
+    if (x.ld !== x.cols) throw new Error('conv2d: the input must be contiguous');
+    const [Cout, Cin, K] = weight.shape as [number, number, number, number];
+    const grid = { H: Math.floor((g.H + 2 * pad - K) / stride) + 1, W: Math.floor((g.W + 2 * pad - K) / stride) + 1 };
+    const out = this.alloc(batch * grid.H * grid.W, Cout);
+    this.bk.conv2dF32(batch, Cin, g.H, g.W, false, x.data, Cout, K, stride, pad, weight.data, bias ? bias.data : null, out.data);
+    return { out, grid };
+  }
+
+  depthwiseConv2d(x: CpuMat, batch: number, g: Grid, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, silu: boolean, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
+    const out = this.alloc(x.rows, x.cols);
+    this.bk.depthwiseConv2dF32(batch, g.H, g.W, x.cols, x.data, x.ld, weight.dim(-1), weight.data, bias ? bias.data : null, silu, out.data, out.ld);
+    return { fp: out };
+  }
+
+  patchMerge(x: CpuMat, batch: number, g: Grid): { out: CpuMat; grid: Grid } {
+    if (x.ld !== x.cols) throw new Error('patchMerge: the input must be contiguous');
+    const grid = { H: Math.ceil(g.H / 2), W: Math.ceil(g.W / 2) };
+    const out = this.alloc(batch * grid.H * grid.W, 4 * x.cols);
+    this.bk.patchMergeF32(batch, g.H, g.W, x.cols, x.data, out.data);
+    return { out, grid };
   }
 }
 

@@ -6,12 +6,18 @@ function tapAct<M extends Mat>(tap: TapFn<M> | undefined, name: string, a: Act<M
   if (tap && a.fp) tap(name, a.fp);
 }
 
+/** The sizes a mixer needs (a VimModel has them; so can a hand-built test mixer). */
+export interface VimMixerShape {
+  dims: Pick<VimModel['dims'], 'dInner' | 'dtRank' | 'seqLen'>;
+  config: Pick<VimModel['config'], 'd_state'>;
+}
+
 /**
  * One Vim mixer (bimamba v2, "div2" combine) on normalized input rows [B·L, D]; returns [B·L, D].
  * The backward branch runs in original token order with reversed conv and scan (equal to the
  * reference's flip → forward → flip).
  */
-export function vimMixer<M extends Mat>(ops: ModelOps<M>, model: VimModel, layer: VimLayer, normed: Act<M>, tap?: TapFn<M>): M {
+export function vimMixer<M extends Mat>(ops: ModelOps<M>, model: VimMixerShape, layer: VimLayer, normed: Act<M>, tap?: TapFn<M>): M {
   const { dInner: E, dtRank: R } = model.dims;
   const N = model.config.d_state;
   const p = `layers.${layer.index}.mixer.`;

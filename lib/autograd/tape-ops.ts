@@ -1,0 +1,136 @@
+import type { Act, LinearSite, Mat, ModelOps, ScanDirection } from '../models/ops.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { FloatArray } from './native.js';
+import type { Tape } from './tape.js';
+import { toPrecision, Var, type Precision } from './var.js';
+
+/** A tape value seen as a matrix of the model graph (dense: ld = cols). */
+export interface TapeMat extends Mat {
+  readonly v: Var;
+}
+
+export function tapeMat(v: Var): TapeMat {
+  if (v.shape.length !== 2) throw new RangeError(`autograd: graph values are matrices, got shape [${v.shape.join(', ')}]`);
+  return { v, rows: v.shape[0]!, cols: v.shape[1]!, ld: v.shape[1]! };
+}
+
+/**
+ * Fake quantization of one linear on the tape: x/σ quantized per token (asymmetric), W·σ per
+ * output row (symmetric). Vars made with Var.param are trained (JLSS), Var.constant ones are not;
+ * the same σ Var feeds both quantizers, so its gradient comes from both.
+ */
+export interface LinearFakeQuant {
+  /** σ [in], or null for no smoothing. */
+  smooth: Var | null;
+  /** Weight step sizes [out]. */
+  wscale: Var;
+  wqmax: number;
+  /** Activation step sizes and zero points [period], in the site's own token order. */
+  ascale: Var;
+  azero: Int32Array;
+  aqmax: number;
+  period: number;
+  /** Parameters indexed by period − 1 − row % period (the backward branch's reversed token order). */
+  reversePeriod?: boolean;
+}
+
+export interface TapeExecutorOptions {
+  precision?: Precision;
+  /** Linears to fake-quantize, with their (trainable or fixed) quantizer parameters. */
+  quant?: ReadonlyMap<LinearSite, LinearFakeQuant>;
+  /** Weight Vars to use instead of the sites' FP32 tensors (float64 checks, trainable weights). */
+  weights?: ReadonlyMap<LinearSite, Var>;
+}
+
+/**
+ * The model graph's ops on the autograd tape, so JLSS trains exactly the forward that inference
+ * runs (lib/models/vim/graph.ts), not a second copy of it. Covers the mixer (what JLSS trains);
+ * embedding, norms and the head are not differentiated and throw.
+ */
+export class TapeExecutor implements ModelOps<TapeMat> {
+  readonly device = 'cpu' as const;
+  readonly precision: string;
+  private readonly tape: Tape;
+  private readonly p: Precision;
+  private readonly quant: ReadonlyMap<LinearSite, LinearFakeQuant>;
+  private readonly weights: ReadonlyMap<LinearSite, Var>;
+  private readonly weightVars = new WeakMap<LinearSite, Var>();
+  private readonly constants = new WeakMap<Float32Array, FloatArray>();
+
+  constructor(tape: Tape, opts: TapeExecutorOptions = {}) {
+    this.tape = tape;
+    this.p = opts.precision ?? 'f32';
+    this.quant = opts.quant ?? new Map();
+    this.weights = opts.weights ?? new Map();
+    this.precision = `tape-${this.p}`;
+  }
+
+  /** A frozen constant in the tape's precision (float32 arrays are used as they are). */
+  constant(a: Float32Array): FloatArray {
+    if (this.p === 'f32') return a;
+    let c = this.constants.get(a);
+    if (!c) this.constants.set(a, (c = toPrecision(a, this.p)));
+    return c;
+  }
+
+  private weightOf(site: LinearSite): Var {
+    const given = this.weights.get(site);
+    if (given) return given;
+    let w = this.weightVars.get(site);
+    if (!w) this.weightVars.set(site, (w = Var.constant(this.constant(site.weight.data), [site.outFeatures, site.inFeatures])));
+    return w;
+  }
+
+  alloc(rows: number, cols: number): TapeMat {
+    return tapeMat(Var.constant(toPrecision(new Float32Array(rows * cols), this.p), [rows, cols]));
+  }
+
+  colSlice(m: TapeMat, start: number, end: number): TapeMat {
+    return tapeMat(this.tape.sliceCols(m.v, start, end));
+  }
+
+  linear(x: Act<TapeMat>, site: LinearSite): TapeMat {
+    if (!x.fp) throw new Error(`${site.name}: the tape needs the floating-point input`);
+    if (site.bias) throw new Error(`${site.name}: biased linears are not differentiated`);
+    let a = x.fp.v;
+    let w = this.weightOf(site);
+    const q = this.quant.get(site);
+    if (q) {
+      a = this.tape.fakeQuantAct(a, q.smooth, q.ascale, { zero: q.azero, qmax: q.aqmax, period: q.period, reversePeriod: q.reversePeriod ?? false });
+      w = this.tape.fakeQuantWeight(w, q.smooth, q.wscale, { qmax: q.wqmax });
+    }
+    return tapeMat(this.tape.matmulNT(a, w));
+  }
+
+  conv1dSilu(x: TapeMat, seqLen: number, weight: Tensor<'F32'>, bias: Tensor<'F32'>, reverse: boolean): Act<TapeMat> & { fp: TapeMat } {
+    return { fp: tapeMat(this.tape.conv1dSilu(x.v, seqLen, this.constant(weight.data), this.constant(bias.data), reverse)) };
+  }
+
+  bidirectionalScan(dirs: readonly [ScanDirection<TapeMat>, ScanDirection<TapeMat>], z: TapeMat, seqLen: number): Act<TapeMat> {
+    const dir = (d: ScanDirection<TapeMat>) => ({
+      u: d.u.v, delta: d.delta.v, B: d.B.v, C: d.C.v, A: this.constant(d.A), D: this.constant(d.D),
+      deltaBias: this.constant(d.deltaBias), softplus: true, reverse: d.reverse,
+    });
+    return { fp: tapeMat(this.tape.bidirectionalScan(dir(dirs[0]), dir(dirs[1]), z.v, seqLen)) };
+  }
+
+  toHost(m: TapeMat): Float32Array {
+    return m.v.data instanceof Float32Array ? m.v.data.slice() : Float32Array.from(m.v.data);
+  }
+
+  patchEmbed(): TapeMat {
+    throw new Error('TapeExecutor: patch embedding is not differentiated');
+  }
+  assembleTokens(): TapeMat {
+    throw new Error('TapeExecutor: token assembly is not differentiated');
+  }
+  addNorm(): { residual: TapeMat; normed: Act<TapeMat> } {
+    throw new Error('TapeExecutor: add+RMSNorm is not differentiated (JLSS starts from the normalized block input)');
+  }
+  gatherRows(): TapeMat {
+    throw new Error('TapeExecutor: row gathering is not differentiated');
+  }
+  beginScope(): void {}
+  endScope(): void {}
+  endForward(): void {}
+}
