@@ -5,6 +5,7 @@
  */
 import { basename } from 'node:path';
 import { checkVimTensors, inferVimConfig, vimTensorShapes, type VimConfig } from '../models/vim/config.js';
+import { backboneConfig, canonicalTensorMap, describeBackboneConfig, modelFamily, type BackboneConfig, type BackboneHints, type ModelFamily } from '../models/common/family.js';
 import type { Shape, Tensor } from '../tensor/tensor.js';
 import { quote } from './errors.js';
 import { PthError, openPth, selectStateDict, type PthCheckpoint, type ReadPthOptions } from './pth.js';
@@ -83,4 +84,74 @@ export async function convertPth(inPath: string, outPath: string, opts: ReadPthM
 export async function readPthStateDict(path: string, opts: ReadPthModelOptions = {}): Promise<PthModel & { where: string }> {
   const model = await readPthModel(path, opts);
   return { ...model, where: model.key ? `${path} [${model.key}]` : path };
+}
+
+// ---- every family (issue 10): Vim, LocalVim, VMamba v2, LocalVMamba
+
+export interface ReadAnyPthOptions extends ReadPthModelOptions, BackboneHints {}
+
+/** A model of any supported family read from a .pth, shaped like a safetensors file of ours. */
+export interface AnyPthModel {
+  readonly path: string;
+  readonly tensors: Map<string, Tensor>;
+  readonly metadata: Record<string, string>;
+  readonly family: ModelFamily;
+  readonly config: VimConfig | BackboneConfig;
+  readonly key: string;
+}
+
+/**
+ * `pthModel` for every family: the family comes from the tensor names; Vim takes the Vim path
+ * above unchanged; the others get their config from the shapes plus hints (image size, scan
+ * directions of models that are not the released ones, v-scan reverse mode), every tensor
+ * checked against it. Tensors keep their dtype; VMamba's 2025 key names are mapped to the
+ * classification/ ones.
+ */
+export function anyPthModel(ckpt: PthCheckpoint, opts: Omit<ReadAnyPthOptions, 'verifyCrc'> = {}): AnyPthModel {
+  const { key, tensors: lazy } = selectStateDict(ckpt, opts.key);
+  const where = key ? `${ckpt.path} [${key}]` : ckpt.path;
+  const shapes = new Map<string, Shape>();
+  for (const [name, t] of lazy) shapes.set(name, t.shape);
+  const family = modelFamily(shapes, where);
+  if (family === 'vim') return { ...pthModel(ckpt, opts), family };
+  const loaded = new Map<string, Tensor>();
+  for (const [name, t] of lazy) loaded.set(name, t.load(name));
+  const tensors = canonicalTensorMap(family, loaded);
+  const config = backboneConfig(family, new Map([...tensors].map(([k, v]) => [k, v.shape])), where, null, opts);
+  const metadata: Record<string, string> = {
+    format: FP_MODEL_FORMAT, config: JSON.stringify(config), arch: family, source: basename(ckpt.path), key: key || '(bare state dict)',
+  };
+  return { path: ckpt.path, tensors, metadata, family, config, key };
+}
+
+export async function readAnyPthModel(path: string, opts: ReadAnyPthOptions = {}): Promise<AnyPthModel> {
+  const ckpt = openPth(path, opts);
+  try {
+    return anyPthModel(ckpt, opts);
+  } finally {
+    ckpt.close();
+  }
+}
+
+export interface ConvertAnyPthResult {
+  family: ModelFamily;
+  config: VimConfig | BackboneConfig;
+  key: string;
+  tensorCount: number;
+  parameterCount: number;
+  /** One line naming the architecture and its dimensions. */
+  description: string;
+}
+
+/** `ptq4vm convert` for every family: an official .pth to a safetensors file of ours, written atomically. */
+export async function convertAnyPth(inPath: string, outPath: string, opts: ReadAnyPthOptions = {}): Promise<ConvertAnyPthResult> {
+  const model = await readAnyPthModel(inPath, opts);
+  await writeSafetensors(outPath, model.tensors, model.metadata);
+  let parameterCount = 0;
+  for (const t of model.tensors.values()) parameterCount += t.size;
+  const c = model.config;
+  const description = c.arch === 'vim'
+    ? `Vim, ${c.depth} blocks, embed ${c.embed_dim}, ${c.num_classes} classes, ${c.in_chans}×${c.img_size}×${c.img_size} (patch ${c.patch_size}, stride ${c.stride})`
+    : describeBackboneConfig(c);
+  return { family: model.family, config: c, key: model.key, tensorCount: model.tensors.size, parameterCount, description };
 }

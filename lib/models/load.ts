@@ -6,6 +6,11 @@ import { isQuantTensorName, parseQuantMetadata, QUANT_FORMAT, readSiteQuant, rec
 import type { Shape, Tensor } from '../tensor/tensor.js';
 import { checkVimTensors, ConfigError, inferVimConfig, parseVimConfig, vimDims, type VimConfig } from './vim/config.js';
 import { VIM_LINEARS, VimModel } from './vim/model.js';
+import type { BackboneModel } from './common/forward.js';
+import { backboneConfig, canonicalTensorMap, FAMILY_NAMES, modelFamily, type BackboneConfig, type BackboneHints, type ModelFamily } from './common/family.js';
+import { LocalVimModel } from './localvim/model.js';
+import { LocalVMambaModel } from './localvmamba/model.js';
+import { VMambaModel } from './vmamba/model.js';
 
 /** Models shipped inside the package, by name. */
 export const BUILTIN_MODELS: Readonly<Record<string, string>> = {
@@ -133,3 +138,61 @@ export function buildModel(tensors: ReadonlyMap<string, Tensor>, metadata: Recor
   return model;
 }
 
+
+// ---- every family (issue 10): LocalVim, VMamba v2 and LocalVMamba next to Vim
+
+export type { BackboneModel } from './common/forward.js';
+export type AnyModel = VimModel | BackboneModel;
+
+export interface LoadAnyModelOptions extends LoadModelOptions, BackboneHints {}
+
+/**
+ * Loads a model of any supported family: a built-in name, an FP safetensors file (ours, the
+ * fixtures', or a converted official checkpoint) or an official .pth. The family comes from the
+ * tensor names; Vim goes through loadVimModel's path unchanged (quantized Vim files included).
+ */
+export async function loadAnyModel(nameOrPath: string, opts: LoadAnyModelOptions = {}): Promise<AnyModel> {
+  const path = resolveModelPath(nameOrPath);
+  if (/\.(pth|pt)$/i.test(path)) {
+    const { readAnyPthModel } = await import('../io/pth-model.js');
+    const m = await readAnyPthModel(path, opts);
+    return buildAnyModel(m.tensors, m.metadata, m.key ? `${path} [${m.key}]` : path, opts);
+  }
+  const file = await readSafetensors(path);
+  return buildAnyModel(file.tensors, file.metadata, path, opts);
+}
+
+/** Builds a model of any family from named tensors and metadata (shared by every file kind). */
+export function buildAnyModel(tensors: ReadonlyMap<string, Tensor>, metadata: Record<string, string>, where: string, opts: LoadAnyModelOptions = {}): AnyModel {
+  const shapes = new Map<string, Shape>([...tensors].map(([k, v]) => [k, v.shape]));
+  let family: ModelFamily;
+  try {
+    family = modelFamily(shapes, where);
+  } catch (e) {
+    throw new ModelLoadError((e as Error).message);
+  }
+  if (family === 'vim') return buildModel(tensors, metadata, where, opts);
+  if (metadata.format === QUANT_FORMAT) throw new ModelLoadError(`${where}: quantized ${FAMILY_NAMES[family]} files are not supported yet`);
+  if (metadata.format !== undefined && !metadata.format.startsWith('ptq4vm-fp/')) {
+    throw new ModelLoadError(`${where}: unknown __metadata__.format ${JSON.stringify(metadata.format)}`);
+  }
+  const canonical = canonicalTensorMap(family, tensors);
+  let config: BackboneConfig;
+  try {
+    config = backboneConfig(family, new Map([...canonical].map(([k, v]) => [k, v.shape])), where, metadata.config ?? null, opts);
+  } catch (e) {
+    throw new ModelLoadError((e as Error).message);
+  }
+  const fp = new Map<string, Tensor<'F32'>>();
+  for (const [k, t] of canonical) fp.set(k, toF32(t, k, where));
+  switch (config.arch) {
+    case 'localvim': return new LocalVimModel(config, fp, metadata);
+    case 'vmamba': return new VMambaModel(config, fp, metadata);
+    case 'localvmamba': return new LocalVMambaModel(config, fp, metadata);
+  }
+}
+
+/** The family of a loaded model. */
+export function familyOf(model: AnyModel): ModelFamily {
+  return model instanceof VimModel ? 'vim' : model.arch;
+}

@@ -83,3 +83,68 @@ export interface ModelOps<M extends Mat> {
   /** Recycles everything allocated since the forward began (call after reading the results). */
   endForward(): void;
 }
+
+/**
+ * One direction of a multi-directional scan over a token stream of `rows` rows per image:
+ * scan step t reads row gather[t] (−1: a zero pad) and its output goes back to row scatter[t]
+ * (−1: dropped). Built by lib/models/common/scan-order.ts (h, v, wK windows, flips; VMamba's
+ * cross-scan is h, v, h_flip, v_flip). `identity`: gather = scatter = 0…rows−1.
+ */
+export interface TokenOrder {
+  readonly name: string;
+  readonly steps: number;
+  readonly rows: number;
+  readonly gather: Int32Array;
+  readonly scatter: Int32Array;
+  readonly identity: boolean;
+}
+
+/** Spatial size of a token-major feature map [B·H·W, C] (row-major pixels). */
+export interface Grid {
+  readonly H: number;
+  readonly W: number;
+}
+
+/**
+ * The operations of the other Visual Mamba backbones (LocalVim, VMamba, LocalVMamba), on top of
+ * ModelOps. Feature maps stay token-major [B·H·W, C] throughout (VMamba's channel-first tensors
+ * are the same maths transposed). Ops return new buffers and never modify their inputs, so a
+ * caller (calibration, taps) may keep any intermediate. Directional scans are explicit: gather a
+ * direction's sequence, run the projections and `selectiveScan` on it in the direction's own token
+ * order (so per-token quantization parameters are indexed by that order), scatter it back.
+ */
+export interface BackboneOps<M extends Mat> extends ModelOps<M> {
+  /** Rows of x [B·order.rows, C] in the direction's scan order, pads zero: [B·order.steps, C]. */
+  gatherTokens(x: M, batch: number, order: TokenOrder): M;
+  /**
+   * out[b, scatter[t]] = (accumulate ? out[b, scatter[t]] : 0) + y[b, t] · gate[b] (gate [B, C],
+   * null → 1); y is [B·order.steps, C], out [B·order.rows, C]; rows no step names are left as they are.
+   */
+  scatterTokens(y: M, batch: number, order: TokenOrder, out: M, accumulate: boolean, gate: M | null): void;
+  /** LayerNorm over channels (eps inside the square root, biased variance). */
+  layerNorm(x: M, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, next: LinearSite | null): Act<M> & { fp: M };
+  /** [B, C]: the mean over each image's rows of LayerNorm(row); with `select`, only rows whose order.scatter ≥ 0. */
+  layerNormTokenMean(x: M, batch: number, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, select: TokenOrder | null): M;
+  /** One forward selective scan over sequences of seqLen rows, gated by silu(z) when z is given: [B·seqLen, E]. */
+  selectiveScan(dir: ScanDirection<M>, z: M | null, seqLen: number, next: LinearSite | null): Act<M> & { fp: M };
+  /** GELU, exact erf form. */
+  gelu(x: M, next: LinearSite | null): Act<M> & { fp: M };
+  sigmoid(x: M): M;
+  /** x · silu(z). */
+  mulSilu(x: M, z: M, next: LinearSite | null): Act<M> & { fp: M };
+  add(a: M, b: M): M;
+  /** x [B·L, C] + table [L, C] (per position, every image). */
+  addPositions(x: M, batch: number, table: Tensor<'F32'>): M;
+  /** Rotary embedding of channel pairs with stored tables [L, C]. */
+  rope(x: M, batch: number, cos: Tensor<'F32'>, sin: Tensor<'F32'>): M;
+  /** Mean over each image's rows: [B, C]. */
+  meanTokens(x: M, batch: number): M;
+  /** Conv2d (square kernel, stride, zero padding) of host images [B, C, H, W] into tokens. */
+  conv2dImages(images: Tensor<'F32'>, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, stride: number, pad: number): { out: M; grid: Grid };
+  /** Conv2d of a token-major feature map. */
+  conv2d(x: M, batch: number, grid: Grid, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, stride: number, pad: number): { out: M; grid: Grid };
+  /** Depthwise conv2d, odd kernel, stride 1, same padding (weight [C, 1, K, K]), optionally followed by SiLU. */
+  depthwiseConv2d(x: M, batch: number, grid: Grid, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, silu: boolean, next: LinearSite | null): Act<M> & { fp: M };
+  /** Swin 2×2 patch merging: [B·H·W, C] → [B·⌈H/2⌉·⌈W/2⌉, 4C]. */
+  patchMerge(x: M, batch: number, grid: Grid): { out: M; grid: Grid };
+}

@@ -36,7 +36,8 @@ export class ModelRunner {
 
   /**
    * device cuda: the CUDA executor (precisions fp32, fp16, int8; `scan` and `replay` as in
-   * cuda-executor.ts; replay defaults to PTQ4VM_CUDA_REPLAY or 'graph'). When CUDA was asked
+   * cuda-executor.ts, defaulting to PTQ4VM_CUDA_SCAN or 'quantized' and PTQ4VM_CUDA_REPLAY or
+   * 'graph'). When CUDA was asked
    * for but cannot run here (addon without CUDA, no GPU or driver), the runner falls back to
    * the CPU with a one-line message on stderr — unless the precision has no CPU path (fp16),
    * which is an InputError. The CPU is the default device.
@@ -61,9 +62,11 @@ export class ModelRunner {
     this.model = model;
     if (device === 'cuda') {
       if (precision === 'fake-quant') throw new InputError('precision fake-quant runs on --device cpu only');
-      const env = process.env.PTQ4VM_CUDA_REPLAY;
-      const replay = opts.replay ?? (env === 'off' || env === 'launches' || env === 'graph' ? env : 'graph');
-      this.ops = new CudaExecutor(model, { precision, scan: opts.scan, replay }) as unknown as ModelOps<Mat>;
+      const envReplay = process.env.PTQ4VM_CUDA_REPLAY;
+      const replay = opts.replay ?? (envReplay === 'off' || envReplay === 'launches' || envReplay === 'graph' ? envReplay : 'graph');
+      const envScan = process.env.PTQ4VM_CUDA_SCAN;
+      const scan = opts.scan ?? (envScan === 'fp' || envScan === 'quantized' ? envScan : 'quantized');
+      this.ops = new CudaExecutor(model, { precision, scan, replay }) as unknown as ModelOps<Mat>;
       return;
     }
     if (precision === 'fp16') throw new InputError('fp16 runs on --device cuda only');

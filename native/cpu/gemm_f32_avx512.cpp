@@ -8,6 +8,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 false positive on the _mm512_undefined_* placeholders inside its own intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace ptq4vm::cpu::avx512 {

@@ -14,6 +14,7 @@
 // GCC 12 reports its own _mm512_undefined_ps() placeholders inside the AVX-512 intrinsic
 // wrappers as "maybe uninitialized" once they are inlined (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace ptq4vm::cpu {

@@ -1,5 +1,7 @@
 import { readSafetensorsHeader } from '../../io/safetensors.js';
-import { loadVimModel, resolveModelPath } from '../../models/load.js';
+import { loadAnyModel, resolveModelPath, type BackboneModel } from '../../models/load.js';
+import { describeBackboneConfig } from '../../models/common/family.js';
+import { VimModel } from '../../models/vim/model.js';
 import { describeModel } from '../../runtime/describe.js';
 import { parseOptions, UsageError, type Command } from '../command.js';
 
@@ -18,7 +20,9 @@ Options:
     const name = positionals[0];
     if (!name) throw new UsageError('info needs a MODEL argument');
     const path = resolveModelPath(name);
-    const model = await loadVimModel(name);
+    const loaded = await loadAnyModel(name);
+    if (!(loaded instanceof VimModel)) return printBackboneInfo(path, loaded, values.json === true);
+    const model = loaded;
     const info = describeModel(model);
     const dtypes: Record<string, number> = {};
     let bytes = 0;
@@ -51,3 +55,33 @@ Options:
     return 0;
   },
 };
+
+/** `ptq4vm info` for LocalVim / VMamba / LocalVMamba (floating point only for now). */
+async function printBackboneInfo(path: string, model: BackboneModel, json: boolean): Promise<number> {
+  const dtypes: Record<string, number> = {};
+  let bytes = 0;
+  if (!/\.(pth|pt)$/i.test(path)) {
+    const header = await readSafetensorsHeader(path);
+    for (const e of header.entries) {
+      dtypes[e.dtype] = (dtypes[e.dtype] ?? 0) + 1;
+      bytes += e.end - e.begin;
+    }
+  }
+  const c = model.config;
+  if (json) {
+    process.stdout.write(JSON.stringify({
+      path, arch: c.arch, config: { ...c }, parameters: model.parameterCount, classes: c.num_classes,
+      device: 'cpu', precision: 'fp32', quantization: null, metadata: { ...model.metadata }, dtypes, bytes,
+    }) + '\n');
+    return 0;
+  }
+  const lines = [
+    `model:       ${path}`,
+    `arch:        ${describeBackboneConfig(c)}`,
+    `parameters:  ${model.parameterCount.toLocaleString('en-US')}`,
+  ];
+  if (Object.keys(dtypes).length) lines.push(`tensors:     ${Object.entries(dtypes).map(([d, n]) => `${n}×${d}`).join(', ')} (${(bytes / 2 ** 20).toFixed(2)} MiB)`);
+  lines.push('quantized:   no (floating point)');
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}

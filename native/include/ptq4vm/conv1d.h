@@ -9,7 +9,8 @@ namespace ptq4vm {
 //   out[b,t,e] = bias[e] + Σ_{j=0}^{K-1} weight[e, K-1-j] · x[b, t-j, e]
 // Reverse (the Vim backward branch run in original token order; equals flip → conv → flip):
 //   out[b,t,e] = bias[e] + Σ_{j=0}^{K-1} weight[e, K-1-j] · x[b, t+j, e]
-// then out = silu(out) if apply_silu. out: [B, L, E] with row stride ldo.
+// then out = silu(out) if apply_silu. out: [B, L, E] with row stride ldo; it must not overlap x
+// (each output token reads its neighbours).
 void causal_conv1d_f32(int64_t B, int64_t L, int64_t E, int64_t K, const float* x, int64_t ldx,
                        const float* weight, const float* bias, bool reverse, bool apply_silu,
                        float* out, int64_t ldo);

@@ -30,9 +30,11 @@ const char* isa_name(Isa isa);
 // Thread pool. Default size: PTQ4VM_THREADS or the number of online CPUs.
 int num_threads();
 void set_num_threads(int n);
-// Runs fn(begin, end) over [0, n) split into contiguous chunks of at least `grain` items,
-// on the pool; returns when all chunks are done. Safe to call from several threads at once
-// (calls are serialised) and from inside a chunk (nested calls run inline).
+// Runs fn(begin, end) over [0, n) split into contiguous chunks of at least `grain` items (up
+// to 4 per thread, claimed dynamically so a descheduled thread delays only its own chunk), on
+// the pool; returns when all chunks are done. Safe to call from several threads at once (calls
+// are serialised) and from inside a chunk (nested calls run inline). An exception thrown by a
+// chunk is rethrown to the caller after every chunk has finished.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace ptq4vm

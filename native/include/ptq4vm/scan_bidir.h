@@ -20,9 +20,9 @@ struct ScanDirectionArgs {
 };
 
 // With o_dir the ungated scan of scan.h (dir[0] forward, dir[1] reverse):
-//   yc[b,t,e] = (o_fwd[b,t,e] + o_bwd[b,t,e]) · 0.5 · silu(z[b,t,e])
+//   yc[b,t,e] = (o_fwd[b,t,e] + o_bwd[b,t,e]) · 0.5 · silu(z[b,t,e])      (z is required)
 // written to y (fp32, row stride ldy) if y is not null, and quantized to q with `quant`
-// (row stride ldq, rows b·L + t) if q is not null.
+// (row stride ldq, rows b·L + t) if q is not null; q is then exactly quantize_u8 of yc.
 struct BiScanArgs {
   int64_t B = 0, L = 0, E = 0, N = 0;
   ScanDirectionArgs dir[2];
