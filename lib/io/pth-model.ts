@@ -1,11 +1,12 @@
 /**
- * Vim models from PyTorch checkpoints: the state dict of an official Vim training checkpoint
+ * Models from PyTorch checkpoints: the state dict of an official Vim training checkpoint
  * (a dict with `model`, `model_ema`, `optimizer`, …, or a bare state dict) checked against the
- * config inferred from its shapes, and `ptq4vm convert` to our safetensors format.
+ * config inferred from its shapes, and `ptq4vm convert` to our safetensors format; below, the
+ * same for every family (LocalVim, VMamba v2, LocalVMamba).
  */
 import { basename } from 'node:path';
-import { checkVimTensors, inferVimConfig, vimTensorShapes, type VimConfig } from '../models/vim/config.js';
-import { backboneConfig, canonicalTensorMap, describeBackboneConfig, modelFamily, type BackboneConfig, type BackboneHints, type ModelFamily } from '../models/common/family.js';
+import { checkVimTensors, ConfigError, inferVimConfig, vimTensorShapes, type VimConfig } from '../models/vim/config.js';
+import { backboneConfig, canonicalTensorMap, describeBackboneConfig, FAMILY_NAMES, modelFamily, type BackboneConfig, type BackboneHints, type ModelFamily } from '../models/common/family.js';
 import type { Shape, Tensor } from '../tensor/tensor.js';
 import { quote } from './errors.js';
 import { PthError, openPth, selectStateDict, type PthCheckpoint, type ReadPthOptions } from './pth.js';
@@ -113,6 +114,13 @@ export function anyPthModel(ckpt: PthCheckpoint, opts: Omit<ReadAnyPthOptions, '
   const shapes = new Map<string, Shape>();
   for (const [name, t] of lazy) shapes.set(name, t.shape);
   const family = modelFamily(shapes, where);
+  // Hints a family has no use for are a mistake of the caller, not something to ignore silently.
+  if (opts.directions !== undefined && family !== 'localvim' && family !== 'localvmamba') {
+    throw new ConfigError(`${where}: a ${FAMILY_NAMES[family]} has fixed scan directions; the directions option is for LocalVim and LocalVMamba checkpoints`);
+  }
+  if (opts.vReverse !== undefined && family !== 'localvim' && family !== 'localvmamba') {
+    throw new ConfigError(`${where}: the v-scan reverse option is for LocalVim and LocalVMamba checkpoints, not a ${FAMILY_NAMES[family]}`);
+  }
   if (family === 'vim') return { ...pthModel(ckpt, opts), family };
   const loaded = new Map<string, Tensor>();
   for (const [name, t] of lazy) loaded.set(name, t.load(name));

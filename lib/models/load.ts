@@ -7,7 +7,7 @@ import type { Shape, Tensor } from '../tensor/tensor.js';
 import { checkVimTensors, ConfigError, inferVimConfig, parseVimConfig, vimDims, type VimConfig } from './vim/config.js';
 import { VIM_LINEARS, VimModel } from './vim/model.js';
 import type { BackboneModel } from './common/forward.js';
-import { backboneConfig, canonicalTensorMap, FAMILY_NAMES, modelFamily, type BackboneConfig, type BackboneHints, type ModelFamily } from './common/family.js';
+import { backboneConfig, canonicalTensorMap, detectFamily, FAMILY_NAMES, modelFamily, type BackboneConfig, type BackboneHints, type ModelFamily } from './common/family.js';
 import { LocalVimModel } from './localvim/model.js';
 import { LocalVMambaModel } from './localvmamba/model.js';
 import { VMambaModel } from './vmamba/model.js';
@@ -69,6 +69,10 @@ export async function loadVimModel(nameOrPath: string, opts: LoadModelOptions = 
 /** Builds a VimModel from named tensors and metadata (shared by every file kind). */
 export function buildModel(tensors: ReadonlyMap<string, Tensor>, metadata: Record<string, string>, where: string, opts: LoadModelOptions = {}): VimModel {
   const shapes = new Map<string, Shape>([...tensors].map(([k, v]) => [k, v.shape]));
+  const family = detectFamily(shapes);
+  if (family !== null && family !== 'vim') {
+    throw new ModelLoadError(`${where}: a ${FAMILY_NAMES[family]} model; this takes Vim models only for now (LocalVim, VMamba and LocalVMamba run with info, infer, eval, serve and convert)`);
+  }
   const quantized = metadata.format === QUANT_FORMAT;
   if (metadata.format !== undefined && !quantized && !metadata.format.startsWith('ptq4vm-fp/')) {
     throw new ModelLoadError(`${where}: unknown __metadata__.format ${JSON.stringify(metadata.format)}`);

@@ -1,6 +1,9 @@
-import type { Mat, ModelOps } from '../models/ops.js';
+import type { BackboneOps, Mat, ModelOps } from '../models/ops.js';
+import { backboneForward, type BackboneModel } from '../models/common/forward.js';
+import { FAMILY_NAMES } from '../models/common/family.js';
+import { imageShapeProblem, modelInput } from '../models/common/input.js';
 import { vimForward } from '../models/vim/graph.js';
-import type { VimModel } from '../models/vim/model.js';
+import { VimModel } from '../models/vim/model.js';
 import { formatShape, Tensor } from '../tensor/tensor.js';
 import { CpuExecutor, type QuantMode } from './cpu-executor.js';
 import { CudaExecutor, type CudaReplay, type CudaScanMode } from './cuda-executor.js';
@@ -13,13 +16,16 @@ export type Precision = 'fp32' | 'fp16' | 'int8' | 'fake-quant';
 
 export { InputError } from './errors.js';
 
-/** Checks images [B, C, H, W] against the model's input. */
-export function checkImages(model: VimModel, images: Tensor, where = 'input'): Tensor<'F32'> {
-  const c = model.config;
-  const want = [c.in_chans, c.img_size, c.img_size];
-  if (images.rank !== 4 || images.shape.slice(1).some((d, i) => d !== want[i]) || images.dim(0) < 1) {
-    throw new InputError(`${where} has shape ${formatShape(images.shape)}, the model takes [B, ${want.join(', ')}]`);
-  }
+/** A model of any family the runtime runs: Vim (every precision) or LocalVim / VMamba / LocalVMamba (fp32 on the CPU). */
+export type RunnableModel = VimModel | BackboneModel;
+
+/**
+ * Checks images [B, C, H, W] against the model's input: Vim and LocalVim take exactly their
+ * img_size, VMamba and LocalVMamba any H×W (see models/common/input.ts).
+ */
+export function checkImages(model: RunnableModel, images: Tensor, where = 'input'): Tensor<'F32'> {
+  const want = imageShapeProblem(modelInput(model), images.shape);
+  if (want !== null) throw new InputError(`${where} has shape ${formatShape(images.shape)}, the model takes ${want}`);
   const f = images.toFloat32();
   for (let i = 0; i < f.data.length; i++) {
     if (!Number.isFinite(f.data[i]!)) throw new InputError(`${where} holds a non-finite value at element ${i}`);
@@ -29,8 +35,10 @@ export function checkImages(model: VimModel, images: Tensor, where = 'input'): T
 
 /** A model bound to an executor: runs batches of images to logits, synchronously (call it off the main thread). */
 export class ModelRunner {
-  readonly model: VimModel;
+  readonly model: RunnableModel;
   readonly ops: ModelOps<Mat>;
+  /** The same executor for a non-Vim model (the CPU's, which has their ops), else null. */
+  private readonly backboneOps: BackboneOps<Mat> | null = null;
   readonly device: Device;
   readonly precision: Precision;
 
@@ -41,8 +49,25 @@ export class ModelRunner {
    * for but cannot run here (addon without CUDA, no GPU or driver), the runner falls back to
    * the CPU with a one-line message on stderr — unless the precision has no CPU path (fp16),
    * which is an InputError. The CPU is the default device.
+   *
+   * LocalVim, VMamba and LocalVMamba models run in fp32 on the CPU only for now (their
+   * calibration and INT8 paths are not built yet): any other precision or device is an InputError.
    */
-  constructor(model: VimModel, opts: { device?: Device; precision?: Precision; scan?: CudaScanMode; replay?: CudaReplay } = {}) {
+  constructor(model: RunnableModel, opts: { device?: Device; precision?: Precision; scan?: CudaScanMode; replay?: CudaReplay } = {}) {
+    if (!(model instanceof VimModel)) {
+      const family = FAMILY_NAMES[model.arch];
+      const precision = opts.precision ?? 'fp32';
+      if (precision !== 'fp32') throw new InputError(`precision ${precision} is not available for ${family} models yet (they run in fp32 only)`);
+      const device = opts.device ?? 'cpu';
+      if (device !== 'cpu') throw new InputError(`${family} models run on --device cpu only for now (the ${device} executor has no ${family} ops yet)`);
+      this.model = model;
+      this.device = 'cpu';
+      this.precision = 'fp32';
+      const ops = new CpuExecutor({ quantMode: 'off' });
+      this.ops = ops as unknown as ModelOps<Mat>;
+      this.backboneOps = ops as unknown as BackboneOps<Mat>;
+      return;
+    }
     const precision = opts.precision ?? (model.isQuantized ? 'int8' : 'fp32');
     if ((precision === 'int8' || precision === 'fake-quant') && !model.isQuantized) {
       throw new InputError(`precision ${precision} needs a quantized model (run 'ptq4vm calibrate' first)`);
@@ -78,7 +103,7 @@ export class ModelRunner {
   forward(images: Tensor): Tensor<'F32'> {
     const x = checkImages(this.model, images);
     try {
-      const logits = vimForward(this.ops, this.model, x);
+      const logits = this.model instanceof VimModel ? vimForward(this.ops, this.model, x) : backboneForward(this.backboneOps!, this.model, x);
       return new Tensor('F32', [x.dim(0), this.model.config.num_classes], this.ops.toHost(logits));
     } finally {
       this.ops.endForward();

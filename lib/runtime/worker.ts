@@ -3,7 +3,7 @@
  * never waits on a kernel. Messages are answered in order; errors travel back as messages.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadVimModel } from '../models/load.js';
+import { loadAnyModel } from '../models/load.js';
 import { Tensor } from '../tensor/tensor.js';
 import { ModelRunner, type Device, type Precision } from './forward.js';
 import { describeModel } from './describe.js';
@@ -30,7 +30,7 @@ async function start(): Promise<void> {
       const { setCpuThreads } = await import('../backend/runtime-info.js');
       setCpuThreads(init.threads);
     }
-    const model = await loadVimModel(init.model, { imgSize: init.imgSize });
+    const model = await loadAnyModel(init.model, { imgSize: init.imgSize });
     runner = new ModelRunner(model, { device: init.device, precision: init.precision });
     port.postMessage({ id: 0, ok: true, info: describeModel(model, runner) });
   } catch (e) {

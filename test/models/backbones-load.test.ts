@@ -5,7 +5,7 @@
  * clear errors for state dicts that do not fit.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -21,7 +21,7 @@ import { VimModel } from '../../lib/models/vim/model.js';
 import { CpuExecutor } from '../../lib/runtime/cpu-executor.js';
 import { Tensor, type Shape } from '../../lib/tensor/tensor.js';
 import { fixture, NO_FIXTURES } from '../helpers.js';
-import { bytesOf, OrderedDict, TorchTensor, torchSave, type PyValue } from '../io/torch-writer.js';
+import { writeOfficialPth } from './backbone-pth.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ptq4vm-backbones-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
@@ -81,25 +81,7 @@ test('config inference for the released models from their key lists (no config i
   }
 });
 
-/** A state dict saved like the official training checkpoints: {model: OrderedDict, epoch}. */
-function writePth(path: string, tensors: ReadonlyMap<string, Tensor>): void {
-  const storages = new Map<string, Uint8Array>();
-  const dict = new Map<PyValue, PyValue>();
-  let key = 0;
-  for (const [name, t] of tensors) {
-    const k = String(key++);
-    storages.set(k, bytesOf(t.data).slice());
-    const strides: number[] = [];
-    let acc = 1;
-    for (let i = t.rank - 1; i >= 0; i--) {
-      strides.unshift(acc);
-      acc *= t.dim(i);
-    }
-    dict.set(name, new TorchTensor({ key: k, type: 'FloatStorage', numel: t.size }, 0, [...t.shape], strides, { parameter: true }));
-  }
-  const root = new Map<PyValue, PyValue>([['model', new OrderedDict(dict)], ['epoch', 299]]);
-  writeFileSync(path, torchSave(root, storages, { archive: 'checkpoint' }));
-}
+const writePth = writeOfficialPth;
 
 async function logitsOf(model: BackboneModel, input: Tensor<'F32'>): Promise<Float32Array> {
   const ops = new CpuExecutor({ quantMode: 'off' });

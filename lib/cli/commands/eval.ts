@@ -12,6 +12,8 @@ export const evalCommand: Command = {
 
 Evaluates M on D (an ImageFolder directory, an MNIST idx file, or a built-in name: fmnist,
 fmnist-train). A quantized model runs on the real INT8 kernels unless --precision says otherwise.
+Images are preprocessed as the model's file says (size = its img_size, resize, mean/std).
+LocalVim, VMamba and LocalVMamba models run in fp32 on the CPU (no quantized files for them yet).
 
 Options:
   --model M            model file or built-in name (vim-fmnist)

@@ -10,7 +10,9 @@ export const inferCommand: Command = {
   usage: `Usage: ptq4vm infer --model M --input IN.safetensors --out OUT.safetensors [options]
 
 Reads tensor "input" [B, C, H, W] (already normalized) from IN and writes tensor "logits"
-[B, classes] to OUT (written atomically: OUT appears complete or not at all).
+[B, classes] to OUT (written atomically: OUT appears complete or not at all). H×W must be the
+model's img_size for Vim and LocalVim; VMamba and LocalVMamba take any size. LocalVim, VMamba
+and LocalVMamba models run in fp32 on the CPU (no quantized files for them yet).
 
 Options:
   --model M         model file or built-in name (vim-fmnist)

@@ -1,6 +1,7 @@
 import { readSafetensorsHeader } from '../../io/safetensors.js';
 import { loadAnyModel, resolveModelPath, type BackboneModel } from '../../models/load.js';
 import { describeBackboneConfig } from '../../models/common/family.js';
+import { modelInput } from '../../models/common/input.js';
 import { VimModel } from '../../models/vim/model.js';
 import { describeModel } from '../../runtime/describe.js';
 import { parseOptions, UsageError, type Command } from '../command.js';
@@ -10,7 +11,8 @@ export const infoCommand: Command = {
   summary: 'show a model file: config, parameter count, dtypes, quantization',
   usage: `Usage: ptq4vm info MODEL [--json]
 
-Validates MODEL (a path or a built-in name such as vim-fmnist) and prints its config,
+Validates MODEL (a path or a built-in name such as vim-fmnist; any family: Vim, LocalVim,
+VMamba v2, LocalVMamba; safetensors or an official .pth) and prints its config, input size,
 parameter count, tensor dtypes and, for a quantized file, how it was quantized.
 
 Options:
@@ -58,6 +60,7 @@ Options:
 
 /** `ptq4vm info` for LocalVim / VMamba / LocalVMamba (floating point only for now). */
 async function printBackboneInfo(path: string, model: BackboneModel, json: boolean): Promise<number> {
+  const info = describeModel(model);
   const dtypes: Record<string, number> = {};
   let bytes = 0;
   if (!/\.(pth|pt)$/i.test(path)) {
@@ -67,21 +70,29 @@ async function printBackboneInfo(path: string, model: BackboneModel, json: boole
       bytes += e.end - e.begin;
     }
   }
-  const c = model.config;
   if (json) {
-    process.stdout.write(JSON.stringify({
-      path, arch: c.arch, config: { ...c }, parameters: model.parameterCount, classes: c.num_classes,
-      device: 'cpu', precision: 'fp32', quantization: null, metadata: { ...model.metadata }, dtypes, bytes,
-    }) + '\n');
+    process.stdout.write(JSON.stringify({ path, ...info, dtypes, bytes }) + '\n');
     return 0;
+  }
+  const c = model.config;
+  const input = modelInput(model);
+  let inputLine: string;
+  if ('stageGrids' in model) {
+    const grids = model.stageGrids(c.img_size, c.img_size).map((g) => `${g.H}×${g.W}`).join(', ');
+    inputLine = `${c.in_chans}×H×W, any size ≥ ${input.minSide} (nominal ${c.img_size}×${c.img_size}: stage grids ${grids})`;
+  } else {
+    inputLine = `${c.in_chans}×${c.img_size}×${c.img_size} → ${info.seqLen} tokens${model.dims.clsPos !== null ? ` (class token at ${model.dims.clsPos})` : ''}`;
   }
   const lines = [
     `model:       ${path}`,
     `arch:        ${describeBackboneConfig(c)}`,
-    `parameters:  ${model.parameterCount.toLocaleString('en-US')}`,
+    `input:       ${inputLine}`,
+    `classes:     ${c.num_classes}`,
+    `parameters:  ${info.parameters.toLocaleString('en-US')}`,
   ];
   if (Object.keys(dtypes).length) lines.push(`tensors:     ${Object.entries(dtypes).map(([d, n]) => `${n}×${d}`).join(', ')} (${(bytes / 2 ** 20).toFixed(2)} MiB)`);
-  lines.push('quantized:   no (floating point)');
+  lines.push('quantized:   no (floating point; calibration of this family is not supported yet)');
+  if (info.normalize) lines.push(`normalize:   mean ${JSON.stringify(info.normalize.mean)} std ${JSON.stringify(info.normalize.std)}`);
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
 }
