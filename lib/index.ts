@@ -10,7 +10,7 @@ export {
 export { startServer, type ServerOptions, type RunningServer } from './server/index.js';
 export { Tensor, type Shape } from './tensor/tensor.js';
 export { FASHION_MNIST_CLASSES } from './data/resolve.js';
-export { convertPth } from './io/pth-model.js';
+export { convertAnyPth, convertPth } from './io/pth-model.js';
 /** What this build runs on: CPU ISA and threads, CUDA devices (loads the native addon when called). */
 export { runtimeInfo, type RuntimeInfo, type CudaDeviceInfo } from './backend/runtime-info.js';
 
@@ -18,7 +18,7 @@ export { runtimeInfo, type RuntimeInfo, type CudaDeviceInfo } from './backend/ru
 /** An image that is not a readable PNG/JPEG/WebP, is truncated or is over the pixel limit. */
 export { DataError } from './data/errors.js';
 /** Inputs of the wrong shape, dtype or value (tensors, options). */
-export { InputError } from './runtime/forward.js';
+export { InputError } from './runtime/errors.js';
 /** A model that cannot be found or does not match its config. */
 export { ModelLoadError } from './models/load.js';
 /** A malformed model file (SafetensorsError, PthError are its subclasses). */
