@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # One-command GPU check (issue 6). Needs the CUDA toolkit (nvcc), cmake and python3 (PyTorch
 # for the torch baselines); no Node.js, no network. Builds the CUDA kernels for this card,
-# runs every CUDA correctness test, the tests under compute-sanitizer memcheck, the kernel
-# benchmarks, the torch baselines and (placeholder) the end-to-end bench, then prints one
-# summary table + JSON with the card's name.
+# runs every CUDA correctness test, the end-to-end run through the Node package
+# (scripts/gpu/e2e.sh with the bundle of scripts/gpu/make-bundle.sh: CUDA node tests on the
+# fixtures, `ptq4vm bench --device cuda` for Vim-Ti/S/B, the fmnist scan comparison), the
+# kernel benchmarks, the torch baselines and the tests under compute-sanitizer, most important
+# first, then prints one summary table + JSON with the card's name.
 #
 #   bash scripts/gpu-check.sh            # results in build-gpu-check/run/, and in $OUT/gpu-check/ if OUT is set
 #
 # Every step runs even when an earlier one failed (a GPU run is precious); each step's status,
 # exit code and duration are recorded. The whole run keeps to a time budget
-# (GPU_CHECK_BUDGET_S, default 450 s): a step that no longer fits is recorded as skipped.
-# Other knobs: GPU_CHECK_ARCH (e.g. 90; default from nvidia-smi), GPU_CHECK_JOBS (build jobs).
+# (GPU_CHECK_BUDGET_S, default 420 s): a step that no longer fits is recorded as skipped.
+# The addon build of the end-to-end run starts at once, next to the standalone build.
+# Other knobs: GPU_CHECK_ARCH (e.g. 90; default from nvidia-smi), GPU_CHECK_JOBS (build jobs),
+# GPU_CHECK_E2E=0 (skip the end-to-end run), PTQ4VM_BUNDLE (the bundle's path).
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$ROOT/build-gpu-check"
 RUN="$BUILD/run"
-BUDGET="${GPU_CHECK_BUDGET_S:-450}"
+BUDGET="${GPU_CHECK_BUDGET_S:-420}"
 START="$(date +%s)"
 DEADLINE=$((START + BUDGET))
 mkdir -p "$RUN"
@@ -92,24 +96,63 @@ fi
 cat "$RUN/info.txt" | tee -a "$LOG"
 nvidia-smi 2>&1 | head -n 15 >>"$LOG"
 
-# ---- 2. configure + build (Release, this card's architecture, all cores)
+# ---- 2. the end-to-end run's addon build, in the background (it compiles the same kernels)
+E2E="$ROOT/scripts/gpu/e2e.sh"
+E2E_BUILD_PID=""
+if [ "${GPU_CHECK_E2E:-1}" != 0 ] && [ -x "$E2E" ]; then
+  say "=== [e2e-build] start in the background (log $RUN/e2e-build.log)"
+  E2E_T0="$(date +%s)"
+  E2E_ARCH="$ARCH" timeout -k 10 300 bash "$E2E" build >"$RUN/e2e-build.jsonl" 2>"$RUN/e2e-build.log" &
+  E2E_BUILD_PID=$!
+fi
+
+# ---- 3. configure + build the tests (Release, this card's architecture, all cores)
 run_step configure 120 "$RUN/build.log" cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
   -DPTQ4VM_CUDA=ON "-DPTQ4VM_CUDA_ARCHS=$ARCH" -DPTQ4VM_BUILD_TESTS=ON
-for target in ptq4vm_cuda_tests bench_cuda_gemm bench_cuda_scan bench_cuda_block; do
-  run_step "build:$target" 300 "$RUN/build.log" cmake --build "$BUILD" -j "$JOBS" --target "$target"
-done
+run_step "build:ptq4vm_cuda_tests" 300 "$RUN/build.log" cmake --build "$BUILD" -j "$JOBS" --target ptq4vm_cuda_tests
 
 TESTS="$BUILD/ptq4vm_cuda_tests"
 bin_or_fail() { [ -x "$1" ] || { say "missing $1 (build failed)"; return 1; }; }
 
-# ---- 3. correctness tests
+# ---- 4. end to end through the Node package (JSON lines with "bench":"e2e" into bench.log);
+# it keeps 150 s of the budget for the kernel tests and benchmarks after it.
+if [ -n "$E2E_BUILD_PID" ]; then
+  wait "$E2E_BUILD_PID"
+  rc=$?
+  record e2e-build "$([ $rc = 0 ] && echo ok || echo failed)" "$rc" $(($(date +%s) - E2E_T0))
+  cat "$RUN/e2e-build.log" >>"$LOG"
+  E2E_LEFT=$((DEADLINE - $(date +%s) - 150))
+  if ((E2E_LEFT > 60)); then
+    run_step e2e "$E2E_LEFT" "$RUN/bench.log" env E2E_BUDGET_S="$((E2E_LEFT - 5))" bash "$E2E" run
+  else
+    record e2e "skipped-out-of-time" "-" 0
+  fi
+else
+  record e2e "not-run (GPU_CHECK_E2E=0 or no scripts/gpu/e2e.sh)" "-" 0
+fi
+
+# ---- 5. kernel correctness tests, then the benchmark binaries
 if bin_or_fail "$TESTS"; then
   run_step tests 120 "$RUN/tests.tap" "$TESTS"
 else
   record tests "not-built" "-" 0
 fi
+for target in bench_cuda_gemm bench_cuda_scan bench_cuda_block; do
+  run_step "build:$target" 120 "$RUN/build.log" cmake --build "$BUILD" -j "$JOBS" --target "$target"
+done
 
-# ---- 4. the tests under compute-sanitizer memcheck, one group per invocation so a slow
+# ---- 6. kernel benchmarks and torch baselines (same timing method: events, warm-up, median;
+# --quick: fewer shapes, this run has the end-to-end numbers to make first)
+for b in bench_cuda_gemm bench_cuda_scan bench_cuda_block; do
+  if bin_or_fail "$BUILD/$b"; then
+    run_step "$b" 90 "$RUN/bench.log" "$BUILD/$b" --quick
+  else
+    record "$b" "not-built" "-" 0
+  fi
+done
+run_step torch_baselines 120 "$RUN/bench.log" python3 "$ROOT/scripts/gpu/torch_baselines.py" --quick
+
+# ---- 7. the tests under compute-sanitizer memcheck, one group per invocation so a slow
 # group cannot hide the verdict of the others
 if [ -n "$SANITIZER" ] && [ -x "$TESTS" ]; then
   for filter in "gemm_u8s8" "gemm_s8s8" "gemm_f16" "gemm_f32" "quantize" "add_rmsnorm" "conv1d" "patch embed" \
@@ -121,26 +164,7 @@ else
   record memcheck "no-compute-sanitizer-or-tests" "-" 0
 fi
 
-# ---- 5. kernel benchmarks and torch baselines (same timing method: events, warm-up, median)
-for b in bench_cuda_gemm bench_cuda_scan bench_cuda_block; do
-  if bin_or_fail "$BUILD/$b"; then
-    run_step "$b" 120 "$RUN/bench.log" "$BUILD/$b"
-  else
-    record "$b" "not-built" "-" 0
-  fi
-done
-run_step torch_baselines 150 "$RUN/bench.log" python3 "$ROOT/scripts/gpu/torch_baselines.py"
-
-# ---- 6. PLACEHOLDER: end-to-end Vim-Ti/S/B FP16 vs INT8 at batch 1, 8, 64 through the Node
-# bundle (a node binary + built JS + addon source) that the lead adds later as
-# scripts/gpu/e2e.sh; it should print JSON lines with "bench":"e2e".
-if [ -x "$ROOT/scripts/gpu/e2e.sh" ]; then
-  run_step e2e 240 "$RUN/bench.log" "$ROOT/scripts/gpu/e2e.sh"
-else
-  record e2e "placeholder-not-provided" "-" 0
-fi
-
-# ---- 7. racecheck of the shared-memory kernels (informational, only if time is left)
+# ---- 8. racecheck of the shared-memory kernels (informational, only if time is left)
 if [ -n "$SANITIZER" ] && [ -x "$TESTS" ]; then
   for filter in "gemm_u8s8_s32: exact" "bidirectional_scan: every"; do
     run_step "racecheck:$filter" 60 "$RUN/sanitizer.txt" "$SANITIZER" --tool racecheck --error-exitcode 99 \
@@ -148,7 +172,7 @@ if [ -n "$SANITIZER" ] && [ -x "$TESTS" ]; then
   done
 fi
 
-# ---- 8. summary
+# ---- 9. summary
 grep -h '^{' "$RUN/bench.log" >"$RUN/bench.jsonl" 2>/dev/null || true
 say "=== total $(($(date +%s) - START)) s"
 if command -v python3 >/dev/null 2>&1; then
@@ -159,8 +183,12 @@ fi
 
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/gpu-check"
-  for f in log.txt summary.json summary.md tests.tap sanitizer.txt bench.jsonl; do
+  for f in log.txt summary.json summary.md tests.tap sanitizer.txt bench.jsonl e2e-build.log; do
     [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/gpu-check/$f"
+  done
+  E2E_DIR="${PTQ4VM_E2E_DIR:-$ROOT/build-e2e}"
+  for f in cuda-tests.tap e2e.log; do
+    [ -f "$E2E_DIR/$f" ] && cp "$E2E_DIR/$f" "$OUT/gpu-check/e2e-$f"
   done
 fi
 exit 0

@@ -84,9 +84,12 @@ def main():
     copy = [r for r in bench if r.get("bench") == "copy"]
     blocks = [r for r in bench if r.get("bench") == "block"]
     tiles = [r for r in bench if r.get("bench") == "gemm_tile"]
+    e2e = [r for r in bench if r.get("bench") == "e2e"]
+    e2e_tests = [r for r in bench if r.get("bench") == "e2e-tests"]
+    fmnist = [r for r in bench if r.get("bench") in ("fmnist-scan", "fmnist-eval")]
     summary = {"device": info, "steps": steps, "tests": tests, "sanitizer": sanitizer, "acceptance_gemm": acc,
                "gemm": rows, "gemm_tiles": tiles, "copy_gbps": copy[0]["gbps"] if copy else None, "fused": fused,
-               "block": blocks}
+               "block": blocks, "e2e": e2e, "e2e_tests": e2e_tests, "fmnist": fmnist}
     with open(os.path.join(d, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
 
@@ -137,6 +140,20 @@ def main():
         md.append("| --- | --- | --- | --- | --- |")
         for r in blocks:
             md.append(f"| {r['model']} | {r['batch']} | {r['int8_us']:.1f} | {r['fp16_us']:.1f} | {r['speedup']:.2f} |")
+    if e2e_tests:
+        t = e2e_tests[-1]
+        md.append("")
+        md.append(f"CUDA node tests (scripts/gpu/e2e.sh): {t.get('ok')} ok, {t.get('not_ok')} not ok")
+    if e2e:
+        md.append("")
+        md.append("| end to end (ptq4vm bench) | batch | fp32 ms | fp16 ms | int8 ms | fp16/int8 | device fp16 ms | device int8 ms | device fp16/int8 |")
+        md.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in e2e:
+            md.append(f"| {r.get('arch')} | {r.get('batch')} | {f(r.get('fp32_ms'))} | {f(r.get('fp16_ms'))} | {f(r.get('int8_ms'))} | "
+                      f"{f(r.get('speedup'))} | {f(r.get('fp16_device_ms'))} | {f(r.get('int8_device_ms'))} | {f(r.get('device_speedup'))} |")
+    for r in fmnist:
+        md.append("")
+        md.append("vim-fmnist W8A8: " + json.dumps({k: v for k, v in r.items() if k != "bench"}))
     text = "\n".join(md) + "\n"
     with open(os.path.join(d, "summary.md"), "w") as fh:
         fh.write(text)
@@ -144,7 +161,9 @@ def main():
     print("SUMMARY_JSON " + json.dumps({"device": info, "steps": {s["step"]: s["status"] for s in steps},
                                         "tests": {k: v for k, v in tests.items() if k != "failed_names"},
                                         "sanitizer_errors": sanitizer["errors"], "acceptance_gemm": acc,
-                                        "block": [{k: r[k] for k in ("model", "batch", "speedup")} for r in blocks]}))
+                                        "block": [{k: r[k] for k in ("model", "batch", "speedup")} for r in blocks],
+                                        "e2e": [{k: r.get(k) for k in ("arch", "batch", "fp16_ms", "int8_ms", "speedup", "device_speedup")}
+                                                for r in e2e]}))
     return 0
 
 

@@ -12,7 +12,8 @@ import { loadVimModel } from '../../lib/models/load.js';
 import { vimForward } from '../../lib/models/vim/graph.js';
 import type { VimModel } from '../../lib/models/vim/model.js';
 import { quantizeForSpeed, randomImages, randomVimModel } from '../../lib/models/vim/random.js';
-import { CpuExecutor } from '../../lib/runtime/cpu-executor.js';
+import type { LinearSite } from '../../lib/models/ops.js';
+import { CpuExecutor, type CpuMat } from '../../lib/runtime/cpu-executor.js';
 import { CudaExecutor, type CudaExecutorOptions, type CudaMat } from '../../lib/runtime/cuda-executor.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
 import { fixture, flipTokens, NO_FIXTURES, relativeError } from '../helpers.js';
@@ -82,6 +83,22 @@ for (const [name, precision, tol] of [['vim-ti-d2', 'fp32', 1e-4], ['vim-s-d1-st
   });
 }
 
+/**
+ * Makes every site's activation step sizes differ from every other site's, and from token to
+ * token, by up to 3×, so that quantizing with another linear's parameters or in the wrong
+ * token order changes the result visibly (both executors use the same, still valid, parameters).
+ */
+function distinctScales(model: VimModel): void {
+  let i = 0;
+  for (const site of model.allLinears()) {
+    const q = site.quant!;
+    const scale = q.actScale.slice();
+    for (let t = 0; t < scale.length; t++) scale[t] = scale[t]! * (1 + ((t * 7 + i * 3) % 5) * 0.5);
+    site.quant = { ...q, actScale: scale };
+    i++;
+  }
+}
+
 test('CUDA executor (emulated) int8 on a quantized vim-ti-d2 agrees with the CPU simulation (fake-quant)', async (t) => {
   const modelPath = fixture('vim-ti-d2.safetensors');
   if (!modelPath) return t.skip(NO_FIXTURES);
@@ -109,6 +126,85 @@ test('CUDA executor (emulated) int8 on a quantized vim-ti-d2 agrees with the CPU
 
 // A small random Vim-Ti (2 blocks, 80² images: L = 26 tokens) keeps the emulation quick.
 const smallVim = () => randomVimModel('vim-ti', 3, { depth: 2, imgSize: 80, numClasses: 10 });
+
+test('CUDA executor (emulated) int8: every fused quantization uses its own linear\'s parameters in that linear\'s token order', async (t) => {
+  const modelPath = fixture('vim-ti-d2.safetensors');
+  if (!modelPath) return t.skip(NO_FIXTURES);
+  const model = quantizeForSpeed(await loadVimModel(modelPath), 8, 8);
+  distinctScales(model);
+  const images = randomImages(model, 2, 11);
+  const L = model.dims.seqLen;
+  const cpu = new CpuExecutor({ quantMode: 'fake' });
+  const cpuTaps = new Map<string, Float32Array>();
+  cpu.toHost(vimForward(cpu, model, images, (n: string, m: CpuMat) => cpuTaps.set(n, cpu.toHost(m))));
+  cpu.endForward();
+  const kernels = emulatedCudaKernels();
+  const ops = new CudaExecutor(model, { precision: 'int8', scan: 'quantized', kernels });
+  const ctx = (ops as unknown as { ctx: never }).ctx;
+  /** The raw codes of a u8 view, dequantized here with `site`'s own parameters; rows in token order. */
+  const dequantWith = (m: CudaMat, site: LinearSite): Float32Array => {
+    const codes = kernels.cudaDownload(ctx, m.buf.h, m.offset, m.rows, m.cols, m.ld) as Uint8Array;
+    const q = site.quant!;
+    const out = new Float32Array(m.rows * m.cols);
+    for (let r = 0; r < m.rows; r++) {
+      const p = r % q.actScale.length; // the view's own row order is the site's token order
+      const token = m.reversedL ? Math.floor(r / L) * L + (L - 1 - (r % L)) : r;
+      for (let j = 0; j < m.cols; j++) out[token * m.cols + j] = (codes[r * m.cols + j]! - q.actZero[p]!) * q.actScale[p]! * q.smooth[j]!;
+    }
+    return out;
+  };
+  /**
+   * max over elements of (|a − clamp(b)| − relSlack·|b|) / step, with the step and range of each
+   * element's token at `site` (relSlack covers b's own fp16 rounding).
+   */
+  const inSteps = (a: Float32Array, b: Float32Array, site: LinearSite, cols: number, relSlack = 0): number => {
+    const q = site.quant!;
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) {
+      const token = Math.floor(i / cols) % L;
+      const p = site.reversedTokens ? L - 1 - token : token;
+      const step = q.actScale[p]! * q.smooth[i % cols]!;
+      const want = Math.min(Math.max(b[i]!, -q.actZero[p]! * step), (255 - q.actZero[p]!) * step);
+      worst = Math.max(worst, (Math.abs(a[i]! - want) - relSlack * Math.abs(b[i]!)) / step);
+    }
+    return worst;
+  };
+  const checked: string[] = [];
+  const logits = ops.toHost(vimForward(ops, model, images, (name: string, m: CudaMat) => {
+    const layer = model.layers[Number(name.split('.')[1])]!;
+    const b = name.includes('_b.') ? layer.bwd : layer.fwd;
+    if (/x_proj(_b)?\.in$/.test(name) && layer.index === 0) {
+      // the u8 conv output vs the CPU's fp32 conv output: within a step and a half (f16 in between)
+      const e = inSteps(dequantWith(m, b.xProj), cpuTaps.get(name)!, b.xProj, m.cols);
+      assert.ok(e <= 1.5, `${name}: ${e.toFixed(2)} steps from the CPU's conv output`);
+      checked.push(name);
+    } else if (/dt_proj(_b)?\.in$/.test(name)) {
+      // x_proj's epilogue quantized its first dt_rank columns for dt_proj: within half a step of its own output (+ fp16)
+      assert.ok(m.prefix && m.prefix.site === b.dtProj, `${name}: x_proj's output carries dt_proj's codes`);
+      const fp = ops.toHost(m);
+      const e = inSteps(dequantWith(m.prefix.mat, b.dtProj), fp, b.dtProj, m.cols, 2 ** -11);
+      assert.ok(e <= 0.5 + 1e-3, `${name}: ${e.toFixed(3)} steps from x_proj's output`);
+      checked.push(name);
+    }
+  }));
+  ops.endForward();
+  ops.dispose();
+  assert.ok(logits.every(Number.isFinite));
+  assert.deepEqual(checked.sort(), ['layers.0.mixer.dt_proj.in', 'layers.0.mixer.dt_proj_b.in', 'layers.0.mixer.x_proj.in', 'layers.0.mixer.x_proj_b.in',
+    'layers.1.mixer.dt_proj.in', 'layers.1.mixer.dt_proj_b.in']);
+  // in_proj's and out_proj's inputs (fused into the norm and the scan) are not tapped: every
+  // block's output, with the FP scan (what the CPU simulation computes), stays close.
+  const fpScan = new CudaExecutor(model, { precision: 'int8', scan: 'fp', kernels });
+  const errs: number[] = [];
+  fpScan.toHost(vimForward(fpScan, model, images, (name: string, m: CudaMat) => {
+    if (/^layers\.\d+\.out$/.test(name)) errs.push(relativeError(fpScan.toHost(m), cpuTaps.get(name)!));
+  }));
+  fpScan.endForward();
+  fpScan.dispose();
+  t.diagnostic(`block outputs vs the CPU simulation: ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+  assert.equal(errs.length, model.config.depth);
+  for (const [i, e] of errs.entries()) assert.ok(e < 4e-2, `block ${i} output: relative error ${e} vs the CPU simulation`);
+});
 
 test('CUDA executor (emulated) replay: recorded launches and the CUDA graph reproduce eager forwards exactly', () => {
   for (const precision of ['fp32', 'fp16', 'int8'] as const) {

@@ -235,6 +235,46 @@ TEST_CASE("cuda bidirectional_conv1d_silu: both directions, backward rows flippe
   CHECK_MSG(c2.worse == 0 && c2.off_by_one <= std::max<int64_t>(2, c2.total / 200), "backward u8: " << c2.off_by_one << " / " << c2.worse);
 }
 
+TEST_CASE("cuda bidirectional_conv1d_silu: one direction skipped (backward only, then forward only)") {
+  require_gpu();
+  Rng rng(214);
+  const int64_t B = 3, L = 13, E = 37, K = 3, ldx = E + 5;
+  auto x = rng.floats(B * L * ldx, -2.f, 2.f);
+  auto w = rng.floats(E * K), bias = rng.floats(E);
+  std::vector<float> ref_b(B * L * E), ref_f(B * L * E);
+  causal_conv1d_f32_ref(B, L, E, K, x.data(), ldx, w.data(), bias.data(), true, true, ref_b.data(), E);
+  causal_conv1d_f32_ref(B, L, E, K, x.data(), ldx, w.data(), bias.data(), false, true, ref_f.data(), E);
+  ref_b = flip_tokens(ref_b, B, L, E);
+  DeviceArray<float> dx(x), dw(w), db(bias), dout(B * L * E);
+  cuda::BiConvArgs a;
+  a.B = B;
+  a.L = L;
+  a.E = E;
+  a.K = K;
+  a.x_type = DType::F32;
+  a.x = dx.get();
+  a.ldx = ldx;
+  a.bwd.weight = dw.get();
+  a.bwd.bias = db.get();
+  a.bwd.out = dout.get();
+  a.bwd.ld_out = E;
+  cuda::bidirectional_conv1d_silu(a, nullptr);
+  auto got = dout.download();
+  CHECK_MSG(rel_max_err(got.data(), ref_b.data(), got.size()) <= 1e-5, "backward only (flipped rows)");
+  std::swap(a.fwd, a.bwd);
+  cuda::bidirectional_conv1d_silu(a, nullptr);
+  got = dout.download();
+  CHECK_MSG(rel_max_err(got.data(), ref_f.data(), got.size()) <= 1e-5, "forward only");
+  a.fwd = cuda::BiConvDirection();
+  bool refused = false;
+  try {
+    cuda::bidirectional_conv1d_silu(a, nullptr);
+  } catch (const cuda::CudaArgError& e) {
+    refused = std::string(e.what()).find("both directions are skipped") != std::string::npos;
+  }
+  CHECK_MSG(refused, "no direction at all is an argument error");
+}
+
 TEST_CASE("cuda patch embed: fp32 direct and im2col + fp16 GEMM vs patch_embed_f32_ref") {
   require_gpu();
   Rng rng(205);

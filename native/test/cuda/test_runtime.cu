@@ -217,3 +217,39 @@ TEST_CASE("cuda runtime: a quantized block's kernel sequence captures into a CUD
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
 }
+
+TEST_CASE("cuda runtime: Context capture refuses host copies, its Graph replays and pins the allocator") {
+  require_gpu();
+  cuda::Context ctx;
+  std::vector<float> host(1000, 1.5f), back(1000);
+  cuda::DeviceBuffer a = ctx.alloc(4000), b = ctx.alloc(4000);
+  ctx.upload(a.get(), host.data(), 4000);
+  ctx.begin_capture();
+  CHECK(ctx.capturing());
+  bool refused = false;
+  try {
+    ctx.upload(b.get(), host.data(), 4000);
+  } catch (const cuda::CudaArgError& e) {
+    refused = std::string(e.what()).find("while a graph capture is running") != std::string::npos;
+  }
+  CHECK_MSG(refused, "an upload inside a capture is refused");
+  PTQ4VM_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), 4000, cudaMemcpyDeviceToDevice, ctx.stream()));
+  auto graph = ctx.end_capture();
+  CHECK(!ctx.capturing());
+  graph->launch();
+  ctx.download(back.data(), b.get(), 4000);
+  CHECK_MSG(back[0] == 1.5f && back[999] == 1.5f, "the graph copied a into b");
+  // While the graph lives, cached blocks stay reserved (it may address them).
+  { cuda::DeviceBuffer tmp = ctx.alloc(1 << 20); }
+  const size_t reserved = ctx.allocator().stats().reserved_bytes;
+  ctx.allocator().trim();
+  CHECK_MSG(ctx.allocator().stats().reserved_bytes == reserved, "trim() freed blocks while a graph was alive");
+  graph.reset();
+  ctx.allocator().trim();
+  CHECK_MSG(ctx.allocator().stats().reserved_bytes < reserved, "trim() works again once the graph is gone");
+  // An invalidated capture is discarded without poisoning later calls.
+  ctx.begin_capture();
+  ctx.abort_capture();
+  CHECK(!ctx.capturing());
+  ctx.synchronize();
+}
