@@ -41,12 +41,36 @@ export interface ScanF32Args {
   ldy: number;
 }
 
+/**
+ * dt_proj as an INT8 linear computed inside `selectiveScanBidirF32` (ScanDtProjInt8 in
+ * native/include/ptq4vm/scan_bidir.h): Δ equals, bit for bit, what `gemmU8S8F32(rows, E, R, q,
+ * ldq, pack(qweight), aScale, aZero, period, wScale, null, false, Δ, E)` writes, but is never
+ * stored. Rows of q are b·L + t in original token order.
+ */
+export interface ScanDtProjInt8 {
+  /** dt_rank, 1..512. */
+  R: number;
+  q: Uint8Array;
+  ldq: number;
+  period: number;
+  aScale: Float32Array;
+  /** 0..255 */
+  aZero: Int32Array;
+  /** [E, R] */
+  qweight: Int8Array;
+  /** [E] */
+  wScale: Float32Array;
+}
+
 /** One scan direction's operands for `selectiveScanBidirF32`, all in original token order. */
 export interface ScanDirectionF32 {
   u: Float32Array;
   ldu: number;
-  delta: Float32Array;
-  lddelta: number;
+  /** Not read (may be omitted) with dtProj. */
+  delta?: Float32Array;
+  lddelta?: number;
+  /** Δ from dt_proj's quantized input instead of `delta`. */
+  dtProj?: ScanDtProjInt8;
   /** [E, N], already −exp(A_log). */
   A: Float32Array;
   Bm: Float32Array;

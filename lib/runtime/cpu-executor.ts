@@ -1,7 +1,7 @@
 import type { Act, Grid, LinearSite, Mat, ModelOps, ScanDirection, TokenOrder } from '../models/ops.js';
 import { aQmax, paramsInOriginalOrder, wQmax, type LinearQuant } from '../quant/params.js';
 import { Tensor } from '../tensor/tensor.js';
-import { cpuKernels, type PackedInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
+import { cpuKernels, type PackedInt8, type ScanDtProjInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
 import { backboneKernels, type BackboneKernels } from '../backend/backbone-kernels.js';
 
 /** A host matrix view: `data` starts at element (0, 0). */
@@ -46,9 +46,20 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   private scopes: Set<Float32Array>[] = [new Set()];
   private readonly siteCache = new WeakMap<LinearSite, SiteCache>();
   private readonly k = cpuKernels();
+  /**
+   * INT8 dt_proj outputs not computed yet (see int8Linear): bidirectionalScan computes Δ inside
+   * the scan from dt_proj's quantized input instead, bit for bit as the GEMM would, so Δ never
+   * goes through memory (Vim-Ti batch 8 on the 2-core Zen 4: a few percent of the INT8 forward;
+   * the GEMM's stores of Δ and the scan's loads of it cost more than the products in the scan).
+   */
+  private readonly pendingDtProj = new WeakMap<CpuMat, ScanDtProjInt8>();
 
-  constructor(opts: { quantMode?: QuantMode } = {}) {
+  /** Whether INT8 dt_proj outputs are computed inside the bidirectional scan (pendingDtProj). */
+  readonly fuseDtProj: boolean;
+
+  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean } = {}) {
     this.quantMode = opts.quantMode ?? 'int8';
+    this.fuseDtProj = opts.fuseDtProj ?? true;
   }
 
   get precision(): string {
@@ -197,10 +208,11 @@ export class CpuExecutor implements ModelOps<CpuMat> {
 
   bidirectionalScan(dirs: readonly [ScanDirection<CpuMat>, ScanDirection<CpuMat>], z: CpuMat, L: number, next: LinearSite): Act<CpuMat> {
     const E = z.cols;
-    const dir = (d: ScanDirection<CpuMat>) => ({
-      u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
-      Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, deltaBias: d.deltaBias,
-    });
+    const dir = (d: ScanDirection<CpuMat>) => {
+      const common = { u: d.u.data, ldu: d.u.ld, A: d.A, Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, deltaBias: d.deltaBias };
+      const dtProj = this.pendingDtProj.get(d.delta);
+      return dtProj ? { ...common, dtProj } : { ...common, delta: d.delta.data, lddelta: d.delta.ld };
+    };
     const args = { B: z.rows / L, L, E, N: dirs[0].B.cols, fwd: dir(dirs[0]), bwd: dir(dirs[1]), z: z.data, ldz: z.ld, deltaSoftplus: true };
     const fused = this.fusedQuantizer(next);
     if (fused) {
@@ -266,7 +278,27 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       this.k.quantizeU8(rows, K, period, a.data, a.ld, c.invSmooth, invScale, zero, c.qmax, codes, K);
     }
     const out = this.alloc(rows, N);
-    this.k.gemmU8S8F32(rows, N, K, codes, ld, c.packed, scale, zero, period, q.wscale, site.bias ? site.bias.data : null, false, out.data, out.ld);
+    const packed = c.packed;
+    const gemm = () => this.k.gemmU8S8F32(rows, N, K, codes, ld, packed, scale, zero, period, q.wscale, site.bias ? site.bias.data : null,
+      false, out.data, out.ld);
+    if (this.fuseDtProj && DT_PROJ.test(site.name) && !site.bias && K <= 512) {
+      // Deferred: Δ is computed inside the bidirectional scan (pendingDtProj). Reading `data`
+      // runs the GEMM first, so any other consumer sees the same values.
+      let done = false;
+      const lazy: CpuMat = {
+        buffer: out.buffer, rows, cols: N, ld: out.ld,
+        get data() {
+          if (!done) {
+            done = true;
+            gemm();
+          }
+          return out.data;
+        },
+      };
+      this.pendingDtProj.set(lazy, { R: K, q: codes, ldq: ld, period, aScale: scale, aZero: zero, qweight: q.qweight, wScale: q.wscale });
+      return lazy;
+    }
+    gemm();
     return out;
   }
 
@@ -425,6 +457,9 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     return { out, grid };
   }
 }
+
+/** The dt_proj linears of Vim-family blocks (both branches). */
+const DT_PROJ = /(^|\.)dt_proj(_b)?$/;
 
 function reciprocal(v: Float32Array): Float32Array {
   const out = new Float32Array(v.length);

@@ -215,7 +215,8 @@ struct Block {
     gemm_f32(false, true, kT, kD, kE, y.data(), kE, w_out.data(), kE, nullptr, false, out.data(), kD);
   }
 
-  // The INT8 block: every linear's input is produced already quantized by the op before it.
+  // The INT8 block: every linear's input is produced already quantized by the op before it;
+  // dt_proj is computed inside the scan.
   void run_int8() {
     add_rmsnorm_quantize_f32(kT, kD, x.data(), res.data(), res.data(), norm_w.data(), 1e-5f, nullptr,
                              quantizer(ones_d), a_in.data(), kD);
@@ -227,9 +228,15 @@ struct Block {
                     kR + 2 * kN);
       quantize_u8(kT, kR, kL, xdbl[k].data(), kR + 2 * kN, ones_r.data(), inv_scale.data(), zero.data(), 255,
                   a_dt[k].data(), kR);
-      gemm_u8s8_f32(kT, kE, kR, a_dt[k].data(), kR, *p_dt, epilogue(w_scale_e, nullptr), delta[k].data(), kE);
     }
+    // dt_proj runs inside the scan (ScanDtProjInt8), as the CPU executor runs it.
+    ScanDtProjInt8 dt_proj[2];
     BiScanArgs s = scan_args();
+    for (int k = 0; k < 2; ++k) {
+      dt_proj[k] = {a_dt[k].data(), kR, kL, a_scale.data(), zero.data(), q_dt.data(), w_scale_e.data(), kR};
+      s.dir[k].delta = nullptr;
+      s.dir[k].dt_proj = &dt_proj[k];
+    }
     s.q = a_out.data(), s.ldq = kE, s.quant = quantizer(ones_e);
     selective_scan_bidir_f32(s);
     gemm_u8s8_f32(kT, kD, kE, a_out.data(), kE, *p_out, epilogue(w_scale_d, nullptr), out.data(), kD);

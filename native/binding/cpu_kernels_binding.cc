@@ -195,6 +195,9 @@ class ObjectArgs {
   Span<int32_t> i32(const char* name, int64_t min_length, bool optional = false) const {
     return typed<int32_t, Napi::Int32Array>(name, min_length, optional, napi_int32_array, "Int32Array");
   }
+  Span<int8_t> i8(const char* name, int64_t min_length, bool optional = false) const {
+    return typed<int8_t, Napi::Int8Array>(name, min_length, optional, napi_int8_array, "Int8Array");
+  }
   // A nested options object (required).
   ObjectArgs object(const char* name) const {
     Napi::Value v = get(name);
@@ -612,8 +615,11 @@ Napi::Value CausalConv1dSiluQuantizeF32(const Napi::CallbackInfo& info) {
 
 // selectiveScanBidirF32({B, L, E, N, fwd: Dir, bwd: Dir, z, ldz, deltaSoftplus = true,
 //                        y?, ldy?, q?, ldq?, quant?})
-//   Dir = {u, ldu, delta, lddelta, A, Bm, ldB, Cm, ldC, D?, deltaBias?}; y and/or q required;
-//   quant = {period, invSmooth?, invScale, zero, qmax} required with q.
+//   Dir = {u, ldu, delta, lddelta, A, Bm, ldB, Cm, ldC, D?, deltaBias?, dtProj?}; y and/or q
+//   required; quant = {period, invSmooth?, invScale, zero, qmax} required with q.
+//   dtProj = {R, q: Uint8Array, ldq, period, aScale, aZero: Int32Array (0..255), qweight:
+//   Int8Array [E·R], wScale [E]}: Δ computed in the kernel as the INT8 dt_proj (ScanDtProjInt8);
+//   delta and lddelta are then not read (may be omitted).
 template <bool kRef>
 Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   const char* fn = kRef ? "selectiveScanBidirF32Ref" : "selectiveScanBidirF32";
@@ -631,27 +637,50 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
     const char* name;
   };
   std::vector<Extent> inputs;
+  ScanDtProjInt8 dt_proj[2];
   const char* dir_names[2] = {"fwd", "bwd"};
   for (int k = 0; k < 2; ++k) {
     ObjectArgs d = o.object(dir_names[k]);
     ScanDirectionArgs& sd = s.dir[k];
     sd.ldu = d.integer("ldu", 0, kMaxDim);
-    sd.lddelta = d.integer("lddelta", 0, kMaxDim);
+    sd.lddelta = d.has("dtProj") && !d.has("lddelta") ? 0 : d.integer("lddelta", 0, kMaxDim);
     sd.ldB = d.integer("ldB", 0, kMaxDim);
     sd.ldC = d.integer("ldC", 0, kMaxDim);
     const int64_t u_len = strided_extent(a, "u", tokens, s.E, sd.ldu);
-    const int64_t d_len = strided_extent(a, "delta", tokens, s.E, sd.lddelta);
+    const int64_t d_len = d.has("dtProj") ? 0 : strided_extent(a, "delta", tokens, s.E, sd.lddelta);
     const int64_t b_len = strided_extent(a, "Bm", tokens, s.N, sd.ldB);
     const int64_t c_len = strided_extent(a, "Cm", tokens, s.N, sd.ldC);
     sd.u = d.f32("u", u_len).data;
-    sd.delta = d.f32("delta", d_len).data;
+    if (d.has("dtProj")) {
+      ObjectArgs p = d.object("dtProj");
+      ScanDtProjInt8& dp = dt_proj[k];
+      dp.R = p.integer("R", 1, 512);  // 512·255·127 < 2^24: exact float sums
+      dp.ldq = p.integer("ldq", 0, kMaxDim);
+      const int64_t q_len = strided_extent(a, "dtProj.q", tokens, dp.R, dp.ldq);
+      dp.q = p.u8("q", q_len).data;
+      dp.period = p.integer("period", 1, kMaxDim);
+      dp.a_scale = p.f32("aScale", dp.period).data;
+      auto zero = p.i32("aZero", dp.period);
+      check_zero_points(a, "dtProj.aZero", zero.data, dp.period, 255);
+      dp.a_zero = zero.data;
+      dp.qw = p.i8("qweight", checked_mul(a, s.E, dp.R)).data;
+      dp.w_scale = p.f32("wScale", s.E).data;
+      sd.dt_proj = &dp;
+      inputs.push_back({dp.q, q_len, "dtProj.q"});
+      inputs.push_back({dp.a_scale, dp.period * 4, "dtProj.aScale"});
+      inputs.push_back({dp.a_zero, dp.period * 4, "dtProj.aZero"});
+      inputs.push_back({dp.qw, s.E * dp.R, "dtProj.qweight"});
+      inputs.push_back({dp.w_scale, s.E * 4, "dtProj.wScale"});
+    } else {
+      sd.delta = d.f32("delta", d_len).data;
+      inputs.push_back({sd.delta, d_len * 4, "delta"});
+    }
     sd.A = d.f32("A", checked_mul(a, s.E, s.N)).data;
     sd.Bm = d.f32("Bm", b_len).data;
     sd.Cm = d.f32("Cm", c_len).data;
     sd.D = d.f32("D", s.E, true).data;
     sd.delta_bias = d.f32("deltaBias", s.E, true).data;
     inputs.push_back({sd.u, u_len * 4, "u"});
-    inputs.push_back({sd.delta, d_len * 4, "delta"});
     inputs.push_back({sd.A, s.E * s.N * 4, "A"});
     inputs.push_back({sd.Bm, b_len * 4, "Bm"});
     inputs.push_back({sd.Cm, c_len * 4, "Cm"});

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ptq4vm/gemm_int8.h"
 #include "ptq4vm/quantize.h"
 #include "ptq4vm/runtime.h"
 #include "ptq4vm/scan_bidir.h"
@@ -63,18 +64,42 @@ void selective_scan_bidir_f32(const BiScanArgs& a) {
                                       cpu::avx512::selective_scan_bidir_block);
   const int64_t a2t_ld = (a.E + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
   const int64_t N = std::max<int64_t>(a.N, 0);
-  float* a2t_mem = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal, size_t(2 * N * a2t_ld + 1));
+  const int64_t rows = a.B * a.L;
+  int64_t dt_rank = 0, codes_floats[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    if (!a.dir[k].dt_proj) continue;
+    dt_rank = std::max(dt_rank, a.dir[k].dt_proj->R);
+    codes_floats[k] = (rows * a.dir[k].dt_proj->R + 15) / 16 * 16;
+  }
+  // One buffer: A·log2 e of both directions, then the dt_proj input codes as floats.
+  float* a2t_mem = cpu::thread_scratch_as<float>(
+      cpu::ScratchSlot::KernelLocal, size_t(2 * N * a2t_ld + codes_floats[0] + codes_floats[1] + 1));
   const float* a2t[2] = {a2t_mem, a2t_mem + N * a2t_ld};
   fill_a2t(a.dir[0].A, a.E, N, a2t_ld, a2t_mem);
   fill_a2t(a.dir[1].A, a.E, N, a2t_ld, a2t_mem + N * a2t_ld);
+  // dt_proj's codes minus zero points, once for all channel blocks (which each read every row).
+  float* codes_mem = a2t_mem + 2 * N * a2t_ld;
+  const float* dt_codes[2] = {codes_mem, codes_mem + codes_floats[0]};
+  for (int k = 0; k < 2; ++k) {
+    const ScanDtProjInt8* p = a.dir[k].dt_proj;
+    if (!p) continue;
+    float* dst = codes_mem + (k ? codes_floats[0] : 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float zero = float(p->a_zero[r % p->period]);
+      for (int64_t j = 0; j < p->R; ++j) dst[r * p->R + j] = float(p->q[r * p->ldq + j]) - zero;
+    }
+  }
   const int64_t e_blocks = (a.E + lanes - 1) / lanes;
   parallel_for(a.B * e_blocks, 1, [&](int64_t i0, int64_t i1) {
-    // One buffer: the state (N · lanes) then the forward outputs (L · lanes), 64-byte aligned.
+    // One buffer: the state (N · lanes), the dt_proj weights (2 · R · lanes), then the forward
+    // outputs (L · lanes), 64-byte aligned.
     const int64_t state_floats = (N * lanes + 15) / 16 * 16;
+    const int64_t wf_floats = (2 * dt_rank * lanes + 15) / 16 * 16;
     float* ws = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal2,
-                                              size_t(state_floats + a.L * lanes + 1));
+                                              size_t(state_floats + wf_floats + a.L * lanes + 1));
     for (int64_t i = i0; i < i1; ++i) {
-      block_fn(a, a2t, a2t_ld, i / e_blocks, (i % e_blocks) * lanes, ws + state_floats, ws);
+      block_fn(a, a2t, a2t_ld, i / e_blocks, (i % e_blocks) * lanes, ws + state_floats + wf_floats, ws,
+               ws + state_floats, dt_codes);
     }
   });
 }
@@ -109,13 +134,22 @@ void selective_scan_f32_ref(const ScanArgs& a) {
 
 void selective_scan_bidir_f32_ref(const BiScanArgs& a) {
   const int64_t rows = a.B * a.L;
-  std::vector<float> o[2];
+  std::vector<float> o[2], delta[2];
   for (int k = 0; k < 2; ++k) {
     const ScanDirectionArgs& d = a.dir[k];
     o[k].assign(size_t(std::max<int64_t>(rows * a.E, 1)), 0.0f);
     ScanArgs s;
     s.B = a.B, s.L = a.L, s.E = a.E, s.N = a.N;
     s.u = d.u, s.ldu = d.ldu, s.delta = d.delta, s.lddelta = d.lddelta, s.A = d.A;
+    if (d.dt_proj) {
+      // Δ as the INT8 GEMM's reference computes it.
+      const ScanDtProjInt8& p = *d.dt_proj;
+      delta[k].assign(size_t(std::max<int64_t>(rows * a.E, 1)), 0.0f);
+      Int8Epilogue ep;
+      ep.period = p.period, ep.a_scale = p.a_scale, ep.a_zero = p.a_zero, ep.w_scale = p.w_scale;
+      gemm_u8s8_f32_ref(rows, a.E, p.R, p.q, p.ldq, p.qw, ep, delta[k].data(), a.E);
+      s.delta = delta[k].data(), s.lddelta = a.E;
+    }
     s.Bm = d.Bm, s.ldB = d.ldB, s.Cm = d.Cm, s.ldC = d.ldC, s.D = d.D, s.delta_bias = d.delta_bias;
     s.delta_softplus = a.delta_softplus;
     s.reverse = k == 1;

@@ -7,6 +7,7 @@
 // else in `state` scratch.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "ptq4vm/scan.h"
 #include "ptq4vm/scan_bidir.h"
@@ -20,6 +21,17 @@ namespace {
 // out-of-order core overlap it with the neighbouring recurrence steps.
 constexpr int kScanChunk = 8;
 
+// dt_proj computed in the scan (ScanDtProjInt8) for one channel block: the block's weights as
+// floats, wf[r·W + lane] = qw[e0 + lane, r], and its output scales.
+struct BlockDtProj {
+  const ScanDtProjInt8* p = nullptr;  // null: Δ is read from memory
+  const float* wf = nullptr;
+  const float* codes = nullptr;       // [B·L, R]: q − zero of every row, as floats
+  VecF w_scale;
+  int64_t row0 = 0;                   // b·L: token t is code row row0 + t
+  int64_t row0_period = 0;            // row0 % period
+};
+
 // One direction's operands for the channel block [e0, e0 + lanes) of one batch item.
 struct ScanBlockOperands {
   const float* u;  int64_t ldu;
@@ -28,7 +40,36 @@ struct ScanBlockOperands {
   const float* Cm;  int64_t ldC;
   const float* a2;  int64_t a2_ld;  // A·log2 e transposed [N, ·], at e0
   VecF delta_bias, d_skip;
+  BlockDtProj dt_proj;
 };
+
+// i % period for i = (row0 % period) + t, t < L: no division in the usual cases (period L,
+// whose rows b·L + t give t, and period 1).
+inline int64_t period_index(int64_t i, int64_t period) { return i < period ? i : period == 1 ? 0 : i % period; }
+
+// Fills wf [R, W] for channel block [e0, e0 + lanes) (lanes past E are 0).
+inline void block_dt_proj_weights(const ScanDtProjInt8& p, int64_t e0, int lanes, float* wf) {
+  constexpr int W = VecF::kWidth;
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int l = 0; l < W; ++l) wf[r * W + l] = l < lanes ? float(p.qw[(e0 + l) * p.R + r]) : 0.0f;
+}
+
+// Δ of token t from its dt_proj input codes, bit for bit what gemm_u8s8_f32 writes: the
+// integer sums Σ_r (q − zero)·qw are exact in float (below 2^24), then the same epilogue.
+inline VecF dt_proj_row(const BlockDtProj& d, int64_t t) {
+  constexpr int W = VecF::kWidth;
+  const ScanDtProjInt8& p = *d.p;
+  const float* c = d.codes + (d.row0 + t) * p.R;
+  VecF acc0 = VecF::zero(), acc1 = VecF::zero();
+  int64_t r = 0;
+  for (; r + 1 < p.R; r += 2) {
+    acc0 = fma(VecF::set1(c[r]), VecF::load(d.wf + r * W), acc0);
+    acc1 = fma(VecF::set1(c[r + 1]), VecF::load(d.wf + (r + 1) * W), acc1);
+  }
+  if (r < p.R) acc0 = fma(VecF::set1(c[r]), VecF::load(d.wf + r * W), acc0);
+  const int64_t per = period_index(d.row0_period + t, p.period);
+  return fma((acc0 + acc1) * VecF::set1(p.a_scale[per]), d.w_scale, VecF::zero());
+}
 
 // Rows the sink writes (token t at base + t · stride bytes), prefetched a chunk ahead; base
 // null for none.
@@ -47,72 +88,113 @@ inline void scan_direction(const ScanBlockOperands& d, int64_t L, int64_t N, boo
   const bool full = lanes == W;
   auto load = [&](const float* p) { return full ? VecF::load(p) : VecF::load_partial(p, lanes); };
   alignas(64) float dt_buf[kScanChunk * W], dtu_buf[kScanChunk * W], skip_buf[kScanChunk * W];
-  alignas(64) float gate_buf[kScanChunk * W];
+  alignas(64) float gate_buf[kScanChunk * W], part_buf[kScanChunk * W];
 
-  VecF h_reg[NS > 0 ? NS : 1];
-  // With NS known, the block's A·log2 e rows are copied next to each other so the loop
-  // addresses them from one base register.
+  // With NS known, the state lives in h_blk between chunks and the block's A·log2 e rows are
+  // copied next to each other so the loop addresses them from one base register.
+  alignas(64) float h_blk[NS > 0 ? NS * W : 1];
   alignas(64) float a2_blk[NS > 0 ? NS * W : 1];
-  if constexpr (NS > 0) {
-    for (int n = 0; n < NS; ++n) {
-      h_reg[n] = VecF::zero();
-      VecF::load(d.a2 + n * d.a2_ld).store(a2_blk + n * W);
+  // dt_max: while every dt of a chunk lies in [0, dt_max] = [0, 125 / max_n |A·log2 e|], every
+  // exponent dt·A·log2 e lies in [−125, 125] and the decays take exp2_in_range_f32 (the usual
+  // case: Mamba's dt is small); other chunks clamp the exponents first.
+  VecF a2_abs_max = VecF::zero();
+  for (int64_t n = 0; n < N; ++n) {
+    const VecF a2 = VecF::load(d.a2 + n * d.a2_ld);
+    a2_abs_max = max(a2_abs_max, abs(a2));
+    if constexpr (NS > 0) {
+      a2.store(a2_blk + n * W);
+      VecF::zero().store(h_blk + n * W);
+    } else {
+      VecF::zero().store(state + n * W);
     }
-  } else {
-    for (int64_t n = 0; n < N; ++n) VecF::zero().store(state + n * W);
   }
+  const VecF dt_max = VecF::set1(125.0f) / a2_abs_max;  // inf where A is 0
 
   for (int64_t s0 = 0; s0 < L; s0 += kScanChunk) {
     const int chunk = L - s0 < kScanChunk ? int(L - s0) : kScanChunk;
     // Pass 1: token terms of the chunk, in scan order.
+    VecF dt_lo = VecF::zero(), dt_hi = VecF::zero(), dt_nan = VecF::zero();
     for (int i = 0; i < chunk; ++i) {
       const int64_t t = reverse ? L - 1 - (s0 + i) : s0 + i;
       const VecF uv = load(d.u + t * d.ldu);
-      VecF dt = load(d.delta + t * d.lddelta) + d.delta_bias;
+      VecF dt = (d.dt_proj.p ? dt_proj_row(d.dt_proj, t) : load(d.delta + t * d.lddelta)) + d.delta_bias;
       if (softplus) dt = softplus_f32(dt);
+      dt_lo = min(dt_lo, dt);
+      dt_hi = max(dt_hi, dt);
+      dt_nan = fma(dt, VecF::zero(), dt_nan);  // NaN from here on if dt is NaN or infinite
       dt.store(dt_buf + i * W);
       (dt * uv).store(dtu_buf + i * W);
       (d.d_skip * uv).store(skip_buf + i * W);
       if (z) silu_f32(load(z + t * ldz)).store(gate_buf + i * W);
     }
+    // (min/max may drop a NaN operand, hence dt_nan.)
+    const bool in_range = all_le(VecF::zero(), dt_lo) && all_le(dt_hi, dt_max) && all_le(dt_nan, VecF::zero());
     // The next chunk's rows of u, Δ, z and the outputs (a cache line or less each per token,
     // a row stride apart: the hardware prefetchers miss them) are fetched while this chunk's
     // recurrence runs.
     for (int64_t i = 0, s1 = s0 + kScanChunk; i < kScanChunk && s1 + i < L; ++i) {
       const int64_t t = reverse ? L - 1 - (s1 + i) : s1 + i;
       __builtin_prefetch(d.u + t * d.ldu);
-      __builtin_prefetch(d.delta + t * d.lddelta);
+      if (!d.dt_proj.p) __builtin_prefetch(d.delta + t * d.lddelta);
       if (z) __builtin_prefetch(z + t * ldz);
       if (out0.base) __builtin_prefetch(out0.base + t * out0.stride, 1);
       if (out1.base) __builtin_prefetch(out1.base + t * out1.stride, 1);
     }
     // Pass 2: the recurrence.
-    for (int i = 0; i < chunk; ++i) {
-      const int64_t t = reverse ? L - 1 - (s0 + i) : s0 + i;
-      const VecF dt = VecF::load(dt_buf + i * W), dtu = VecF::load(dtu_buf + i * W);
-      const float* Bt = d.Bm + t * d.ldB;
-      const float* Ct = d.Cm + t * d.ldC;
-      // Two partial sums halve the dependent chain of multiply-adds over the states.
-      VecF acc0 = VecF::load(skip_buf + i * W), acc1 = VecF::zero();
+    auto decay_of = [](VecF x, auto checked) {
+      if constexpr (decltype(checked)::value) x = min(VecF::set1(125.0f), max(VecF::set1(-125.0f), x));
+      return exp2_in_range_f32(x);
+    };
+    auto recurrence = [&](auto checked) {
       if constexpr (NS > 0) {
+        // Half the states per sweep over the chunk: NS/2 states, dt, dtu, the partial sums and
+        // the exponential's constants fit in the 32 vector registers, where all NS states at
+        // once would spill and put a store-to-load round trip on every state's recurrence.
+        // The first half's partial outputs wait in part_buf.
+        constexpr int H = NS / 2;
+        for (int half = 0; half < 2; ++half) {
+          VecF h[H];
+          for (int n = 0; n < H; ++n) h[n] = VecF::load(h_blk + (half * H + n) * W);
+          const float* a2h = a2_blk + half * H * W;
+          for (int i = 0; i < chunk; ++i) {
+            const int64_t t = reverse ? L - 1 - (s0 + i) : s0 + i;
+            const VecF dt = VecF::load(dt_buf + i * W), dtu = VecF::load(dtu_buf + i * W);
+            const float* Bt = d.Bm + t * d.ldB + half * H;
+            const float* Ct = d.Cm + t * d.ldC + half * H;
+            VecF acc0 = VecF::load((half == 0 ? skip_buf : part_buf) + i * W), acc1 = VecF::zero();
 #pragma GCC unroll 16
-        for (int n = 0; n < NS; ++n) {
-          const VecF decay = exp2_f32(dt * VecF::load(a2_blk + n * W));
-          h_reg[n] = fma(decay, h_reg[n], dtu * VecF::set1(Bt[n]));
-          if (n % 2 == 0) acc0 = fma(h_reg[n], VecF::set1(Ct[n]), acc0);
-          else acc1 = fma(h_reg[n], VecF::set1(Ct[n]), acc1);
+            for (int n = 0; n < H; ++n) {
+              const VecF decay = decay_of(dt * VecF::load(a2h + n * W), checked);
+              h[n] = fma(decay, h[n], dtu * VecF::set1(Bt[n]));
+              if (n % 2 == 0) acc0 = fma(h[n], VecF::set1(Ct[n]), acc0);
+              else acc1 = fma(h[n], VecF::set1(Ct[n]), acc1);
+            }
+            if (half == 0) (acc0 + acc1).store(part_buf + i * W);
+            else sink(t, acc0 + acc1, gate_buf + i * W);
+          }
+          for (int n = 0; n < H; ++n) h[n].store(h_blk + (half * H + n) * W);
         }
       } else {
-        for (int64_t n = 0; n < N; ++n) {
-          const VecF decay = exp2_f32(dt * VecF::load(d.a2 + n * d.a2_ld));
-          const VecF h = fma(decay, VecF::load(state + n * W), dtu * VecF::set1(Bt[n]));
-          h.store(state + n * W);
-          if (n % 2 == 0) acc0 = fma(h, VecF::set1(Ct[n]), acc0);
-          else acc1 = fma(h, VecF::set1(Ct[n]), acc1);
+        for (int i = 0; i < chunk; ++i) {
+          const int64_t t = reverse ? L - 1 - (s0 + i) : s0 + i;
+          const VecF dt = VecF::load(dt_buf + i * W), dtu = VecF::load(dtu_buf + i * W);
+          const float* Bt = d.Bm + t * d.ldB;
+          const float* Ct = d.Cm + t * d.ldC;
+          // Two partial sums halve the dependent chain of multiply-adds over the states.
+          VecF acc0 = VecF::load(skip_buf + i * W), acc1 = VecF::zero();
+          for (int64_t n = 0; n < N; ++n) {
+            const VecF decay = decay_of(dt * VecF::load(d.a2 + n * d.a2_ld), checked);
+            const VecF h = fma(decay, VecF::load(state + n * W), dtu * VecF::set1(Bt[n]));
+            h.store(state + n * W);
+            if (n % 2 == 0) acc0 = fma(h, VecF::set1(Ct[n]), acc0);
+            else acc1 = fma(h, VecF::set1(Ct[n]), acc1);
+          }
+          sink(t, acc0 + acc1, gate_buf + i * W);
         }
       }
-      sink(t, acc0 + acc1, gate_buf + i * W);
-    }
+    };
+    if (in_range) recurrence(std::false_type{});
+    else recurrence(std::true_type{});
   }
 }
 
@@ -149,19 +231,29 @@ void selective_scan_block_impl(const ScanArgs& a, const float* a2t, int64_t a2t_
 
 // Both directions of channel block [e0, e0 + lanes) of batch item b: the forward outputs go
 // to fwd_buf [L, W], the backward pass combines, gates and writes y and/or q.
+// dt_wf: room for both directions' dt_proj weights of the block (2 · R · W floats) when a
+// direction has dt_proj; dt_codes[k]: that direction's codes table (see BlockDtProj).
 template <int NS>
 void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t[2], int64_t a2t_ld,
-                                     int64_t b, int64_t e0, float* fwd_buf, float* state) {
+                                     int64_t b, int64_t e0, float* fwd_buf, float* state, float* dt_wf,
+                                     const float* const dt_codes[2]) {
   constexpr int W = VecF::kWidth;
   const int lanes = a.E - e0 < W ? int(a.E - e0) : W;
   const bool full = lanes == W;
   auto load = [&](const float* p) { return full ? VecF::load(p) : VecF::load_partial(p, lanes); };
   ScanBlockOperands d[2];
+  float* wf = dt_wf;  // the directions' dt_proj weights, one after the other
   for (int k = 0; k < 2; ++k) {
     const ScanDirectionArgs& s = a.dir[k];
-    d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, s.delta + b * a.L * s.lddelta + e0, s.lddelta,
+    BlockDtProj dtp;
+    if (s.dt_proj) {
+      block_dt_proj_weights(*s.dt_proj, e0, lanes, wf);
+      dtp = {s.dt_proj, wf, dt_codes[k], load(s.dt_proj->w_scale + e0), b * a.L, b * a.L % s.dt_proj->period};
+      wf += s.dt_proj->R * W;
+    }
+    d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, s.dt_proj ? nullptr : s.delta + b * a.L * s.lddelta + e0, s.lddelta,
             s.Bm + b * a.L * s.ldB, s.ldB, s.Cm + b * a.L * s.ldC, s.ldC, a2t[k] + e0, a2t_ld,
-            s.delta_bias ? load(s.delta_bias + e0) : VecF::zero(), s.D ? load(s.D + e0) : VecF::zero()};
+            s.delta_bias ? load(s.delta_bias + e0) : VecF::zero(), s.D ? load(s.D + e0) : VecF::zero(), dtp};
   }
   scan_direction<NS>(d[0], a.L, a.N, false, a.delta_softplus, lanes, nullptr, 0, state, {}, {},
                      [&](int64_t t, VecF o, const float*) { o.store(fwd_buf + t * W); });
@@ -172,6 +264,7 @@ void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t
   const VecF inv_smooth = qz.inv_smooth ? load(qz.inv_smooth + e0) : VecF::set1(1.0f);
   const VecF qmax = VecF::set1(float(qz.qmax));
   const VecF half = VecF::set1(0.5f);
+  const int64_t q_row0_period = b * a.L % qz.period;
   const OutputRows y_rows{reinterpret_cast<const char*>(y), a.ldy * int64_t(sizeof(float))};
   const OutputRows q_rows{a.q ? reinterpret_cast<const char*>(a.q + b * a.L * a.ldq + e0) : nullptr, a.ldq};
   scan_direction<NS>(d[1], a.L, a.N, true, a.delta_softplus, lanes, z, a.ldz, state, y ? y_rows : OutputRows{},
@@ -183,7 +276,7 @@ void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t
                        }
                        if (a.q) {
                          const int64_t row = b * a.L + t;
-                         const int64_t p = row % qz.period;
+                         const int64_t p = period_index(q_row0_period + t, qz.period);
                          const VecF qv = quantize_lanes(yc, inv_smooth, VecF::set1(qz.inv_scale[p]),
                                                         VecF::set1(float(qz.zero[p])), qmax);
                          store_u8(a.q + row * a.ldq + e0, qv, lanes);

@@ -10,6 +10,7 @@ namespace ptq4vm::cpu {
 enum class ScratchSlot : int {
   GemmPackedB = 0,
   GemmPackedA,
+  GemmTransposedC,  // the gemm_f32 driver's product of a narrow-output GEMM, before transposing
   PatchColumns,
   KernelLocal,   // short-lived buffers of leaf kernels that call no other kernel
   KernelLocal2,

@@ -61,6 +61,8 @@ inline VecF select_gt(VecF a, VecF b, VecF x, VecF y) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ), y.v, x.v);
 }
 inline VecF sqrt(VecF a) { return _mm512_sqrt_ps(a.v); }
+// Whether a ≤ b in every lane (false where either is NaN).
+inline bool all_le(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ) == 0xFFFF; }
 // Splits w > 0 into mantissa m in [1, 2) and exponent e (as float): w = m · 2^e.
 inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
   *m = _mm512_getmant_ps(w.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
@@ -113,6 +115,7 @@ inline VecF select_gt(VecF a, VecF b, VecF x, VecF y) {
   return _mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ));
 }
 inline VecF sqrt(VecF a) { return _mm256_sqrt_ps(a.v); }
+inline bool all_le(VecF a, VecF b) { return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)) == 0xFF; }
 inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
   // Normal positive w only (callers pass w >= 1).
   __m256i bits = _mm256_castps_si256(w.v);
@@ -152,6 +155,7 @@ inline VecF round_even(VecF a) { return std::nearbyint(a.v); }
 inline VecF scale_pow2(VecF a, VecF k) { return std::ldexp(a.v, int(k.v)); }
 inline VecF select_gt(VecF a, VecF b, VecF x, VecF y) { return a.v > b.v ? x : y; }
 inline VecF sqrt(VecF a) { return std::sqrt(a.v); }
+inline bool all_le(VecF a, VecF b) { return a.v <= b.v; }
 inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
   int ex;
   float f = std::frexp(w.v, &ex);  // f in [0.5, 1)
@@ -161,7 +165,42 @@ inline void frexp_1_2(VecF w, VecF* m, VecF* e) {
 
 #endif
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX512F__)
+// The AVX-512 exponentials share one scheme that keeps most of the work off the multiply
+// pipes (on Zen 4 vreduceps and vscalefps cost as much as two multiply-adds, and the scan's
+// recurrence is bound by those pipes): x (in base 2) is rounded to k, a multiple of 1/16, by
+// adding 1.5·2^19 (whose ulp is 1/16), which also leaves j = 16·k mod 16 in the low mantissa
+// bits of the sum; 2^k = 2^⌊k⌋ · 2^(j/16) with 2^(j/16) from a 16-entry table (vpermps), and
+// 2^r for the remainder |r| ≤ 1/32 as 1 + r·q(r), q of degree 2 (minimax, relative error
+// 6e-8 after float rounding).
+constexpr float kRound16 = 786432.0f;  // 1.5 · 2^19
+alignas(64) constexpr float kExp2Table16[16] = {
+    1.0f,         1.04427373f, 1.09050775f, 1.13878858f, 1.18920708f, 1.24185777f, 1.29683959f, 1.35425556f,
+    1.41421354f,  1.47682619f, 1.54221082f, 1.61049032f, 1.68179286f, 1.75625217f, 1.8340081f,  1.91520655f};
+constexpr float kExp2Q0 = 0.693147182f, kExp2Q1 = 0.240234286f, kExp2Q2 = 0.0555021353f;
+constexpr float kLog2eLo = 1.92596299e-8f;  // log2(e) − kLog2e
+
+// s · 2^r with s = 2^(j/16) picked by the low bits of t (see above), |r| ≤ 1/32.
+inline __m512 exp2_table_mantissa(__m512 t, __m512 r) {
+  const __m512 s = _mm512_permutexvar_ps(_mm512_castps_si512(t), _mm512_load_ps(kExp2Table16));
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(kExp2Q2), r, _mm512_set1_ps(kExp2Q1));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(kExp2Q0));
+  return _mm512_fmadd_ps(_mm512_mul_ps(s, r), q, s);
+}
+
+// exp(x), relative error ≤ 2 ulp: x·log2 e is split exactly into k + r by multiply-adds
+// (the product's rounding error is recovered by the second one), then as above; vscalefps
+// applies 2^⌊k⌋ with correct overflow and gradual underflow.
+inline VecF exp_f32(VecF x) {
+  // max/min with the constant first: a NaN x passes through.
+  x = min(VecF::set1(kExpMaxArg + 1.0f), max(VecF::set1(kExpMinArg - 16.0f), x));
+  const __m512 t = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound16));
+  const __m512 k = _mm512_sub_ps(t, _mm512_set1_ps(kRound16));
+  __m512 r = _mm512_fmsub_ps(x.v, _mm512_set1_ps(kLog2e), k);
+  r = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2eLo), r);
+  return _mm512_scalef_ps(exp2_table_mantissa(t, r), k);
+}
+#elif defined(__AVX2__)
 // exp(x), relative error ≈ 1 ulp: x = k·ln2 + r with |r| ≤ ln2/2 (two-constant Cody–Waite
 // reduction), e^r by its degree-7 Taylor polynomial (truncation < 5e-9), then scaled by 2^k.
 inline VecF exp_f32(VecF x) {
@@ -179,7 +218,9 @@ inline VecF exp_f32(VecF x) {
   p = fma(p, r, VecF::set1(1.0f));
   return scale_pow2(p, k);
 }
+#endif
 
+#if defined(__AVX512F__) || defined(__AVX2__)
 // 1/b to about 1 ulp. AVX-512: vrcp14ps (14 bits) and one Newton step, which is much
 // cheaper than vdivps (6 cycles per zmm on Zen 4); AVX2 keeps the division (vrcpps has
 // only 12 bits).
@@ -192,26 +233,34 @@ inline VecF recip_f32(VecF b) {
 #endif
 }
 
-// log1p(y) for y in [0, 1]: w = 1 + y rounded, log w = e·ln2 + log m with m in [0.75, 1.5)
-// (AVX-512: vgetmantps/vgetexpps directly; AVX2: m in [1, 2) folded above √2), log m =
-// 2·atanh(s), s = (m−1)/(m+1), |s| ≤ 0.2, odd series to s¹¹; plus the first-order correction
+#if defined(__AVX512F__)
+// log1p(y) for y in [0, 1] = 2·atanh(s) with s = y/(2 + y) in [0, 1/3]: atanh(s)/s =
+// 1 + u·P(u), u = s², P of degree 3 (minimax, relative error 4e-9). Written as
+// y − s·(y − 2u·P(u)) (2s = y − s·y), so the rounding of s touches only a third of the result;
+// no exponent split is needed since 1 + y stays in [1, 2].
+inline VecF log1p_unit_f32(VecF y) {
+  const VecF s = y * recip_f32(y + VecF::set1(2.0f));
+  const VecF u = s * s;
+  VecF p = fma(VecF::set1(0.140891671f), u, VecF::set1(0.139803007f));
+  p = fma(p, u, VecF::set1(0.200124547f));
+  p = fma(p, u, VecF::set1(0.333331585f));
+  return fnma(s, y - (u + u) * p, y);
+}
+#else
+// log1p(y) for y in [0, 1]: w = 1 + y rounded, log w = e·ln2 + log m with m in [1, 2) folded
+// to [√2/2, √2], log m = 2·atanh(s), s = (m−1)/(m+1), |s| ≤ 0.18, odd series to s¹¹; plus the
+// first-order correction
 // (y − (w − 1))/w for the rounding of 1 + y (all of the result when y is below ulp(1)/2).
 inline VecF log1p_unit_f32(VecF y) {
   const VecF one = VecF::set1(1.0f);
   const VecF w = one + y;
   VecF m, e;
-#if defined(__AVX512F__)
-  const VecF corr = (y - (w - one)) * recip_f32(w);
-  m = _mm512_getmant_ps(w.v, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_zero);
-  e = _mm512_getexp_ps((w * VecF::set1(4.0f / 3.0f)).v);  // the exponent that goes with m
-#else
   const VecF corr = (y - (w - one)) * recip_f32(w);
   frexp_1_2(w, &m, &e);
   // Fold m > √2 to m/2 so |log m| ≤ ln2/2.
   const VecF big = select_gt(m, VecF::set1(1.41421356f), one, VecF::zero());
   m = m * select_gt(m, VecF::set1(1.41421356f), VecF::set1(0.5f), one);
   e = e + big;
-#endif
   const VecF s = (m - one) * recip_f32(m + one);
   const VecF s2 = s * s;
   VecF p = VecF::set1(2.0f / 11);
@@ -223,14 +272,15 @@ inline VecF log1p_unit_f32(VecF y) {
   const VecF log_m = p * s;
   return fma(e, VecF::set1(kLn2Hi), fma(e, VecF::set1(kLn2Lo), log_m + corr));
 }
+#endif
 #else
 inline VecF exp_f32(VecF x) { return std::exp(x.v); }
 inline VecF log1p_unit_f32(VecF y) { return std::log1p(y.v); }
 inline VecF recip_f32(VecF b) { return 1.0f / b.v; }
 #endif
 
-// 2^x, relative error ≈ 1 ulp: x = k + r with k = floor(x), r in [0, 1), 2^r by a degree-6
-// minimax polynomial (relative error 1.9e-9 on [0, 1); degree 5 would give 7.5e-8, just over
+// 2^x, relative error ≈ 1 ulp. AVX-512: see exp_f32. AVX2: x = k + r with k = floor(x),
+// r in [0, 1), 2^r by a degree-6 minimax polynomial (relative error 1.9e-9 on [0, 1); degree 5 would give 7.5e-8, just over
 // 2 ulp after rounding), scaled by 2^k. Cheaper than exp_f32 (no Cody–Waite split), so hot
 // loops pre-multiply their exponents by log2(e).
 constexpr float kExp2Poly[7] = {1.0000000018557977f,  0.69314698384043868f, 0.24022983627589422f,
@@ -238,18 +288,38 @@ constexpr float kExp2Poly[7] = {1.0000000018557977f,  0.69314698384043868f, 0.24
                                 0.00021702255680520309f};
 #if defined(__AVX512F__)
 inline VecF exp2_f32(VecF x) {
-  // vreduceps (round down) gives r = x − floor(x) exactly and vscalefps multiplies by
-  // 2^floor(x) itself, with correct overflow to inf and gradual underflow to 0: 8 instructions,
-  // no clamping.
-  const VecF r = _mm512_reduce_ps(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  VecF p = VecF::set1(kExp2Poly[6]);
-  p = fma(p, r, VecF::set1(kExp2Poly[5]));
-  p = fma(p, r, VecF::set1(kExp2Poly[4]));
-  p = fma(p, r, VecF::set1(kExp2Poly[3]));
-  p = fma(p, r, VecF::set1(kExp2Poly[2]));
-  p = fma(p, r, VecF::set1(kExp2Poly[1]));
-  p = fma(p, r, VecF::set1(kExp2Poly[0]));
-  return _mm512_scalef_ps(p.v, x.v);
+  // Clamped so the rounding sum stays exact; beyond ±200 the result is exactly 0 or inf.
+  x = min(VecF::set1(200.0f), max(VecF::set1(-200.0f), x));
+  const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound16));
+  const __m512 k = _mm512_sub_ps(t, _mm512_set1_ps(kRound16));
+  const __m512 r = _mm512_sub_ps(x.v, k);  // exact
+  return _mm512_scalef_ps(exp2_table_mantissa(t, r), k);
+}
+
+// 2^x for the decays of the selective scans, for x in [−125, 125] only (the caller checks),
+// relative error ≤ 2.4e-7 (about 3 ulp; the scan's recurrence damps it, see scan_rows.h):
+// x is rounded to k, a multiple of 1/32 (adding 1.5·2^18), 2^(j/32) comes from a 32-entry
+// table (vpermt2d), 2^r for |r| ≤ 1/64 is 1 + r·(c0 + c1·r), and the scaling by 2^⌊k⌋ is an
+// integer add into the exponent field: the table holds 2^(j/32) with (j << 18) subtracted,
+// and t's bits shifted left by 18 are (32·k) << 18 = (⌊k⌋ << 23) + (j << 18). Compared with
+// exp2_f32: no clamp, no vscalefps and one multiply-add less, which matters in the scan's
+// recurrence, bound by these pipes.
+alignas(64) constexpr int32_t kExp2Table32Bits[32] = {
+    0x3F800000, 0x3F7ECD87, 0x3F7DAAC3, 0x3F7C980F, 0x3F7B95C2, 0x3F7AA43A, 0x3F79C3D3, 0x3F78F4F0,
+    0x3F7837F0, 0x3F778D3A, 0x3F76F532, 0x3F767043, 0x3F75FED7, 0x3F75A15B, 0x3F75583F, 0x3F7523F6,
+    0x3F7504F3, 0x3F74FBAF, 0x3F7508A4, 0x3F752C4D, 0x3F75672A, 0x3F75B9BE, 0x3F76248C, 0x3F76A81E,
+    0x3F7744FD, 0x3F77FBB8, 0x3F78CCDF, 0x3F79B907, 0x3F7AC0C7, 0x3F7BE4BA, 0x3F7D257D, 0x3F7E83B3};
+
+inline VecF exp2_in_range_f32(VecF x) {
+  constexpr float kRound32 = 393216.0f;  // 1.5 · 2^18: rounds to a multiple of 1/32
+  const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound32));
+  const __m512 r = _mm512_sub_ps(x.v, _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));
+  const __m512i ti = _mm512_castps_si512(t);
+  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Table32Bits), ti,
+                                                  _mm512_load_si512(kExp2Table32Bits + 16));
+  const __m512 s = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
+  const __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(0.24022886f), r, _mm512_set1_ps(0.6931607f));
+  return _mm512_fmadd_ps(_mm512_mul_ps(s, r), q, s);
 }
 #elif defined(__AVX2__)
 inline VecF exp2_f32(VecF x) {
@@ -267,6 +337,25 @@ inline VecF exp2_f32(VecF x) {
 }
 #else
 inline VecF exp2_f32(VecF x) { return std::exp2(x.v); }
+#endif
+#if !defined(__AVX512F__)
+inline VecF exp2_in_range_f32(VecF x) { return exp2_f32(x); }
+#endif
+
+// The first n (1..kWidth) bytes at p as floats, the other lanes 0; reads no byte past p[n−1].
+#if defined(__AVX512F__)
+inline VecF load_u8_f32(const uint8_t* p, int n) {
+  const __m128i bytes = _mm_maskz_loadu_epi8(__mmask16((n >= 16 ? 0x10000u : (1u << n)) - 1u), p);
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+}
+#elif defined(__AVX2__)
+inline VecF load_u8_f32(const uint8_t* p, int n) {
+  alignas(16) uint8_t tmp[16] = {};
+  for (int i = 0; i < n && i < 8; ++i) tmp[i] = p[i];
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(tmp))));
+}
+#else
+inline VecF load_u8_f32(const uint8_t* p, int n) { return n > 0 ? float(*p) : 0.0f; }
 #endif
 
 // Stores the first n lanes of v, which hold integral values in [0, 255], as bytes.

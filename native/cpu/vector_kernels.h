@@ -16,7 +16,9 @@ namespace ptq4vm::cpu {
 // causal_conv1d_rows: tokens [t0, t1) of batch item b; weight_t is the weight transposed to
 //   [K, E] (one contiguous row per tap); with quant, also quantizes the output into q.
 // selective_scan_bidir_block: like selective_scan_block for both directions of BiScanArgs;
-//   fwd_buf holds L · vector_lanes() floats of scratch.
+//   fwd_buf holds L · vector_lanes() floats of scratch, dt_wf 2 · R · vector_lanes() floats
+//   for the directions' dt_proj weights (R: the larger dt_rank; unused without dt_proj), and
+//   dt_codes[k] direction k's dt_proj input codes minus their zero points as floats, [B·L, R].
 // quantize_u8_rows / quantize_params_rows: rows [r0, r1) of quantize_u8 /
 //   quantize_params_dynamic (same arguments).
 // vector_lanes: floats per vector in this build (E-blocks of the scan are this wide).
@@ -24,7 +26,8 @@ namespace ptq4vm::cpu {
 //   A·log2(e) transposed to [N, E] with row stride a2t_ld ≥ E rounded up to 16 (zero-padded, so
 //   a full vector may be read at any e0); state holds N · vector_lanes() floats of scratch.
 // eval_math: y[i] = f(x[i]) with this build's vector math (simd.h), so tests can measure ulps.
-enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu };
+// Exp2InRange: the scans' exp2_in_range_f32 (x in [−125, 125] only).
+enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu, Exp2InRange };
 
 #define PTQ4VM_VECTOR_ISA_DECLS                                                                 \
   int vector_lanes();                                                                           \
@@ -41,7 +44,7 @@ enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu };
                             int64_t e0, float* state);                                          \
   void selective_scan_bidir_block(const BiScanArgs& a, const float* const a2t[2],               \
                                   int64_t a2t_ld, int64_t b, int64_t e0, float* fwd_buf,        \
-                                  float* state);                                                \
+                                  float* state, float* dt_wf, const float* const dt_codes[2]);  \
   void quantize_u8_rows(int64_t r0, int64_t r1, int64_t cols, int64_t period, const float* x,   \
                         int64_t ldx, const float* inv_smooth, const float* inv_scale,           \
                         const int32_t* zero, int qmax, uint8_t* q, int64_t ldq);                \

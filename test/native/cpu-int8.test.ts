@@ -124,7 +124,7 @@ describe('fused quantizing op bindings', () => {
   it('selectiveScanBidirF32 equals two single-direction scans combined; q quantizes y exactly', () => {
     const r = rng(23);
     const B = 1, L = 11, E = 19, N = 16, ldx = 12 + 2 * N;
-    const dir = (): ScanDirectionF32 => {
+    const dir = (): ScanDirectionF32 & { delta: Float32Array; lddelta: number } => {
       const xdbl = f32(L * ldx, r);
       return {
         u: f32(L * E, r, -2, 2), ldu: E, delta: f32(L * E, r, -4, 1), lddelta: E,
@@ -150,5 +150,93 @@ describe('fused quantizing op bindings', () => {
       /row stride of 'Bm' \(3\) is smaller than its row length \(16\)/);
     assert.throws(() => k.selectiveScanBidirF32({ B, L, E, N, fwd, bwd: { ...bwd, u: 5 as unknown as Float32Array }, z, ldz: E, y, ldy: E }),
       /selectiveScanBidirF32: 'bwd.u' must be a Float32Array/);
+  });
+
+  it('selectiveScanBidirF32 with dtProj equals gemmU8S8F32 then the scan, bit for bit; validates dtProj', () => {
+    const r = rng(29);
+    const B = 2, L = 13, E = 21, N = 16, R = 7, ldx = R + 2 * N, rows = B * L;
+    const dir = (): ScanDirectionF32 & { delta: Float32Array; lddelta: number } => {
+      const xdbl = f32(rows * ldx, r);
+      return {
+        u: f32(rows * E, r, -2, 2), ldu: E, delta: new Float32Array(rows * E), lddelta: E,
+        A: Float32Array.from({ length: E * N }, (_, i) => -(1 + (i % N)) * r(0.5, 1.5)),
+        Bm: xdbl.subarray(R), ldB: ldx, Cm: xdbl.subarray(R + N), ldC: ldx, D: f32(E, r), deltaBias: f32(E, r, -3, -1),
+      };
+    };
+    const dtProj = () => ({
+      R, q: u8(rows * (R + 1), r), ldq: R + 1, period: L, aScale: f32(L, r, 0.005, 0.01),
+      aZero: Int32Array.from({ length: L }, () => Math.floor(r(0, 256))), qweight: s8(E * R, r), wScale: f32(E, r, 0.005, 0.015),
+    });
+    const fwd = dir(), bwd = dir();
+    const dp = [dtProj(), dtProj()] as const;
+    // The unfused path: the INT8 GEMM writes Δ, the scan reads it.
+    for (const [d, p] of [[fwd, dp[0]], [bwd, dp[1]]] as const) {
+      k.gemmU8S8F32(rows, E, R, p.q, p.ldq, k.packInt8Weights(E, R, p.qweight), p.aScale, p.aZero, p.period, p.wScale, null, false, d.delta, E);
+    }
+    const z = f32(rows * E, r, -3, 3);
+    const quant = { period: L, invScale: f32(L, r, 40, 80), zero: Int32Array.from({ length: L }, () => 128), qmax: 255 };
+    const y = new Float32Array(rows * E), q = new Uint8Array(rows * E);
+    k.selectiveScanBidirF32({ B, L, E, N, fwd, bwd, z, ldz: E, y, ldy: E, q, ldq: E, quant });
+    const strip = ({ delta: _d, lddelta: _l, ...rest }: typeof fwd) => rest;
+    const fusedFwd = { ...strip(fwd), dtProj: dp[0] }, fusedBwd = { ...strip(bwd), dtProj: dp[1] };
+    const yf = new Float32Array(rows * E), qf = new Uint8Array(rows * E);
+    k.selectiveScanBidirF32({ B, L, E, N, fwd: fusedFwd, bwd: fusedBwd, z, ldz: E, y: yf, ldy: E, q: qf, ldq: E, quant });
+    assert.deepEqual(new Uint32Array(yf.buffer), new Uint32Array(y.buffer));
+    assert.deepEqual(qf, q);
+    const yr = new Float32Array(rows * E);
+    k.selectiveScanBidirF32Ref({ B, L, E, N, fwd: fusedFwd, bwd: fusedBwd, z, ldz: E, y: yr, ldy: E });
+    for (let i = 0; i < y.length; i++) assert.ok(Math.abs(y[i]! - yr[i]!) <= 2e-5 * (1 + Math.abs(yr[i]!)), `y[${i}]`);
+    const bad = (p: object) => () => k.selectiveScanBidirF32({ B, L, E, N, fwd: { ...fusedFwd, dtProj: { ...dp[0], ...p } }, bwd: fusedBwd, z, ldz: E, y: yf, ldy: E });
+    assert.throws(bad({ R: 0 }), /'fwd\.dtProj\.R' must be an integer in \[1, 512\]/);
+    assert.throws(bad({ qweight: new Int8Array(E * R - 1) }), /'fwd\.dtProj\.qweight' has \d+ elements, needs 147/);
+    assert.throws(bad({ aZero: Int32Array.from({ length: L }, () => 300) }), /dtProj\.aZero/);
+    assert.throws(bad({ ldq: R - 1 }), /row stride of 'dtProj\.q'/);
+    assert.throws(bad({ qweight: new Uint8Array(E * R) }), /'fwd\.dtProj\.qweight' must be a Int8Array/);
+  });
+});
+
+describe('CpuExecutor: INT8 dt_proj computed inside the scan', () => {
+  it('gives the bytes of the GEMM path, and the deferred matrix reads as the GEMM output', async () => {
+    const { CpuExecutor } = await import('../../lib/runtime/cpu-executor.js');
+    const { Tensor } = await import('../../lib/tensor/tensor.js');
+    const r = rng(31);
+    const B = 2, L = 9, E = 19, N = 16, R = 5, rows = B * L;
+    const site = (name: string, reversedTokens: boolean) => ({
+      name, weight: new Tensor('F32', [E, R], f32(E * R, r)), bias: null, inFeatures: R, outFeatures: E, reversedTokens,
+      quant: {
+        wbits: 8, abits: 8, granularity: 'per-token-static' as const, qweight: s8(E * R, r), wscale: f32(E, r, 0.01, 0.02),
+        smooth: f32(R, r, 0.5, 2), actScale: f32(L, r, 0.01, 0.02), actZero: Int32Array.from({ length: L }, () => Math.floor(r(0, 256))),
+      },
+    });
+    const sites = [site('layers.0.mixer.dt_proj', false), site('layers.0.mixer.dt_proj_b', true)];
+    const ops = new CpuExecutor({ quantMode: 'int8' });
+    const dtIn = ops.fromHost(f32(rows * R, r, -2, 2), rows, R);
+    const dir = (delta: ReturnType<typeof ops.alloc>, reverse: boolean) => ({
+      u: ops.fromHost(f32(rows * E, r), rows, E), delta, B: ops.fromHost(f32(rows * N, r), rows, N), C: ops.fromHost(f32(rows * N, r), rows, N),
+      A: Float32Array.from({ length: E * N }, (_, i) => -(1 + (i % N))), D: f32(E, r), deltaBias: f32(E, r, -3, -1), reverse,
+    });
+    const deferred = sites.map((s) => ops.linear({ fp: dtIn }, s));
+    const dirs = [dir(deferred[0]!, false), dir(deferred[1]!, true)] as const;
+    const z = ops.fromHost(f32(rows * E, r, -3, 3), rows, E);
+    const outProj = site('layers.0.mixer.out_proj', false);
+    outProj.quant.smooth = new Float32Array(E).fill(1);
+    Object.assign(outProj, { inFeatures: E, outFeatures: R, quant: { ...outProj.quant, qweight: s8(R * E, r), wscale: f32(R, r) } });
+    const fused = ops.bidirectionalScan(dirs, z, L, outProj).quantized as { codes: Uint8Array };
+    // Reading the deferred matrices runs the GEMM; the scan over those values gives the same bytes.
+    const materialized = deferred.map((m) => ops.fromHost(ops.toHost(m), rows, E));
+    for (const [m, s] of [[materialized[0]!, sites[0]!], [materialized[1]!, sites[1]!]] as const) {
+      const q = s.quant;
+      const scale = s.reversedTokens ? q.actScale.slice().reverse() : q.actScale;
+      const zero = s.reversedTokens ? q.actZero.slice().reverse() : q.actZero;
+      const codes = new Uint8Array(rows * R);
+      k.quantizeU8(rows, R, L, dtIn.data, R, Float32Array.from(q.smooth, (v) => 1 / v), Float32Array.from(scale, (v) => 1 / v), zero, 255, codes, R);
+      const want = new Float32Array(rows * E);
+      k.gemmU8S8F32(rows, E, R, codes, R, k.packInt8Weights(E, R, q.qweight), scale, zero, L, q.wscale, null, false, want, E);
+      assert.deepEqual(new Uint32Array(ops.toHost(m).buffer), new Uint32Array(want.buffer));
+    }
+    const plain = ops.bidirectionalScan([{ ...dirs[0], delta: materialized[0]! }, { ...dirs[1], delta: materialized[1]! }], z, L, outProj)
+      .quantized as { codes: Uint8Array };
+    assert.deepEqual(fused.codes, plain.codes);
+    ops.endForward();
   });
 });

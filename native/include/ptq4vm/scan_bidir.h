@@ -7,11 +7,27 @@
 
 namespace ptq4vm {
 
+// dt_proj as an INT8 linear computed inside the scan (the INT8 runtime: Δ is never written to
+// memory): Δ[row, e] = fma((float)Σ_r (q[row, r] − zero[p])·qw[e, r] · a_scale[p], w_scale[e], 0)
+// with p = row % period, rows b·L + t: exactly what gemm_u8s8_f32 computes (no bias; dt_proj's
+// bias is the scan's delta_bias). R·255·127 < 2^24 keeps the sums exact in float.
+struct ScanDtProjInt8 {
+  const uint8_t* q = nullptr;       int64_t ldq = 0;  // [B·L, R] activation codes
+  int64_t period = 1;
+  const float* a_scale = nullptr;   // [period]
+  const int32_t* a_zero = nullptr;  // [period]
+  const int8_t* qw = nullptr;       // [E, R]
+  const float* w_scale = nullptr;   // [E]
+  int64_t R = 0;                    // dt_rank, 1..512
+};
+
 // One direction's operands, all in original token order (the backward branch's conv output,
 // Δ, B and C are those of the flipped sequence flipped back), token-major with own strides.
+// delta is ignored (may be null) when dt_proj is given.
 struct ScanDirectionArgs {
   const float* u = nullptr;      int64_t ldu = 0;
   const float* delta = nullptr;  int64_t lddelta = 0;
+  const ScanDtProjInt8* dt_proj = nullptr;
   const float* A = nullptr;      // [E, N], already −exp(A_log)
   const float* Bm = nullptr;     int64_t ldB = 0;
   const float* Cm = nullptr;     int64_t ldC = 0;

@@ -6,6 +6,7 @@
 
 #include "cpu_test_util.h"
 #include "ptq4vm/conv1d_quant.h"
+#include "ptq4vm/gemm_int8.h"
 #include "ptq4vm/norm_quant.h"
 #include "ptq4vm/quantize.h"
 #include "ptq4vm/scan.h"
@@ -198,4 +199,99 @@ TEST_CASE("selective_scan_bidir_f32: equals two single-direction scans combined"
     selective_scan_f32(sa);
   }
   CHECK(rel_max_err(y.data(), two.data(), y.size()) < 1e-6);
+}
+
+TEST_CASE("selective_scan_bidir_f32: exponents past ±125 (large Δ) take the clamped decays, every ISA") {
+  Rng rng(85);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    set_num_threads(2);
+    for (int iter = 0; iter < 4; ++iter) {
+      auto s = make_bidir(rng, 2, rng.integer(9, 40), rng.integer(1, 50), iter % 2 ? 16 : 7);
+      // Δ up to 120: dt·A·log2 e reaches −4000 in some chunks, while others stay in range.
+      for (int k = 0; k < 2; ++k)
+        for (size_t i = 0; i < s.delta[k].size(); ++i)
+          if ((i / 97) % 3 == 0) s.delta[k][i] = s.delta[k][i] * 30.0f + 90.0f;
+      BiScanArgs a = s.args;
+      const int64_t rows = a.B * a.L;
+      std::vector<float> y(size_t(rows * a.E)), y_ref(y.size());
+      a.ldy = a.E;
+      a.y = y.data();
+      selective_scan_bidir_f32(a);
+      a.y = y_ref.data();
+      selective_scan_bidir_f32_ref(a);
+      bool finite = true;
+      for (float v : y) finite = finite && std::isfinite(v);
+      CHECK(finite);
+      CHECK_MSG(rel_max_err(y.data(), y_ref.data(), y.size()) < 2e-5, "err " << rel_max_err(y.data(), y_ref.data(), y.size()));
+    }
+  });
+}
+
+TEST_CASE("selective_scan_bidir_f32: dt_proj fused (INT8) equals gemm_u8s8_f32 then the scan, bit for bit, every ISA") {
+  Rng rng(86);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < 6; ++iter) {
+        const int64_t N = iter % 3 == 0 ? 5 : 16;
+        auto s = make_bidir(rng, rng.integer(1, 3), rng.integer(1, 40), rng.integer(1, 50), N);
+        BiScanArgs a = s.args;
+        const int64_t rows = a.B * a.L, E = a.E;
+        // Per direction: codes [rows, R] (row stride ldq), per-token scales, int8 weights [E, R].
+        ScanDtProjInt8 dtp[2];
+        std::vector<uint8_t> codes[2];
+        std::vector<float> a_scale[2], w_scale[2], delta[2];
+        std::vector<int32_t> a_zero[2];
+        std::vector<int8_t> qw[2];
+        for (int k = 0; k < 2; ++k) {
+          const int64_t R = rng.integer(1, 40), ldq = R + rng.integer(0, 3), period = iter % 2 ? a.L : 1;
+          codes[k].resize(size_t(rows * ldq));
+          for (auto& c : codes[k]) c = uint8_t(rng.integer(0, 255));
+          a_scale[k] = rng.floats(size_t(period), 0.01f / std::sqrt(float(R)), 0.03f / std::sqrt(float(R)));
+          a_zero[k].resize(size_t(period));
+          for (auto& z : a_zero[k]) z = int32_t(rng.integer(0, 255));
+          qw[k].resize(size_t(E * R));
+          for (auto& w : qw[k]) w = int8_t(rng.integer(-127, 127));
+          w_scale[k] = rng.floats(size_t(E), 0.005f, 0.015f);
+          dtp[k] = {codes[k].data(), ldq, period, a_scale[k].data(), a_zero[k].data(), qw[k].data(), w_scale[k].data(), R};
+          // The unfused path: the INT8 GEMM writes Δ.
+          delta[k].assign(size_t(rows * E), 0.0f);
+          auto packed = pack_int8_weights(E, R, qw[k].data());
+          Int8Epilogue ep;
+          ep.period = period, ep.a_scale = a_scale[k].data(), ep.a_zero = a_zero[k].data(), ep.w_scale = w_scale[k].data();
+          gemm_u8s8_f32(rows, E, R, codes[k].data(), ldq, *packed, ep, delta[k].data(), E);
+        }
+        auto qp = make_quant(rng, E, a.L, 1.0f, iter % 2 == 0, 255);
+        a.quant = qp.q;
+        a.ldy = a.ldq = E;
+        std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
+        std::vector<uint8_t> q_gemm(size_t(rows * E)), q_fused(q_gemm.size()), q_ref(q_gemm.size());
+        for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k].data(), a.dir[k].lddelta = E;
+        a.y = y_gemm.data(), a.q = q_gemm.data();
+        selective_scan_bidir_f32(a);
+        for (int k = 0; k < 2; ++k) {
+          a.dir[k].delta = nullptr;
+          a.dir[k].dt_proj = &dtp[k];
+        }
+        a.y = y_fused.data(), a.q = q_fused.data();
+        selective_scan_bidir_f32(a);
+        a.y = y_ref.data(), a.q = q_ref.data();
+        selective_scan_bidir_f32_ref(a);
+        CHECK_MSG(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0,
+                  "fused dt_proj changed y: L=" << a.L << " E=" << E << " err " << rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size())
+                  << " fused vs ref " << rel_max_err(y_fused.data(), y_ref.data(), y_ref.size())
+                  << " gemm vs ref " << rel_max_err(y_gemm.data(), y_ref.data(), y_ref.size()));
+        CHECK(q_gemm == q_fused);
+        CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
+        // Only one direction fused: the other reads its Δ.
+        a.dir[0].dt_proj = nullptr;
+        a.dir[0].delta = delta[0].data();
+        a.y = y_fused.data(), a.q = q_fused.data();
+        selective_scan_bidir_f32(a);
+        CHECK(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0);
+      }
+    }
+  });
 }

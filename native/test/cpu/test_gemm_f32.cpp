@@ -103,3 +103,34 @@ TEST_CASE("gemm_f32: empty dimensions") {
     CHECK(C == C0);
   });
 }
+
+TEST_CASE("gemm_f32: narrow outputs and long depths (JLSS shapes: transposed problem, transposing packs)") {
+  Rng rng(14);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < 8; ++iter) {
+        GemmCase c;
+        c.ta = iter & 1;
+        c.tb = (iter >> 1) & 1;
+        // N from 1 to 30 (dt_rank-like) with M several tiles long and K past one block of 16.
+        c.M = rng.integer(129, 700);
+        c.N = rng.integer(1, 30);
+        c.K = rng.integer(32, 420);
+        c.pad_a = rng.integer(0, 3);
+        c.pad_b = rng.integer(0, 3);
+        c.pad_c = rng.integer(0, 3);
+        c.bias = rng.integer(0, 1);
+        c.accumulate = rng.integer(0, 1);
+        check_case(rng, c);
+      }
+    }
+    set_num_threads(2);
+    // dt_proj's backward shapes, scaled down: dX = dY·W (NN, N = 12) and dW = dYᵀ·X (TN, K = rows).
+    check_case(rng, {false, false, 1000, 12, 384, 0, 0, 0, false, false});
+    check_case(rng, {true, false, 384, 12, 1000, 0, 0, 0, false, true});
+    check_case(rng, {true, false, 56, 768, 1000, 0, 0, 0, false, true});
+    check_case(rng, {false, true, 1000, 56, 768, 0, 3, 0, true, false});
+  });
+}
