@@ -14,6 +14,9 @@ export function tapeMat(v: Var): TapeMat {
   return { v, rows: v.shape[0]!, cols: v.shape[1]!, ld: v.shape[1]! };
 }
 
+/** Column slices of a linear's output at least this wide are computed as GEMMs of their own. */
+const MIN_SPLIT_COLS = 64;
+
 /**
  * Fake quantization of one linear on the tape: x/σ quantized per token (asymmetric), W·σ per
  * output row (symmetric). Vars made with Var.param are trained (JLSS), Var.constant ones are not;
@@ -56,6 +59,8 @@ export class TapeExecutor implements ModelOps<TapeMat> {
   private readonly weights: ReadonlyMap<LinearSite, Var>;
   private readonly weightVars = new WeakMap<LinearSite, Var>();
   private readonly constants = new WeakMap<Float32Array, FloatArray>();
+  /** Outputs of linear() not computed yet: the (fake-quantized) input and weight. */
+  private readonly pendingLinears = new WeakMap<TapeMat, { x: Var; w: Var; done: () => boolean }>();
 
   constructor(tape: Tape, opts: TapeExecutorOptions = {}) {
     this.tape = tape;
@@ -86,6 +91,12 @@ export class TapeExecutor implements ModelOps<TapeMat> {
   }
 
   colSlice(m: TapeMat, start: number, end: number): TapeMat {
+    const p = this.pendingLinears.get(m);
+    if (p && !p.done() && end - start >= MIN_SPLIT_COLS) {
+      // Only these output columns of a linear nobody has read whole: a GEMM over the weight's
+      // rows [start, end) writes them densely (no copy of the output, nor of its gradient).
+      return tapeMat(this.tape.matmulNT(p.x, this.tape.sliceRows(p.w, start, end)));
+    }
     return tapeMat(this.tape.sliceCols(m.v, start, end));
   }
 
@@ -99,7 +110,17 @@ export class TapeExecutor implements ModelOps<TapeMat> {
       a = this.tape.fakeQuantAct(a, q.smooth, q.ascale, { zero: q.azero, qmax: q.aqmax, period: q.period, reversePeriod: q.reversePeriod ?? false });
       w = this.tape.fakeQuantWeight(w, q.smooth, q.wscale, { qmax: q.wqmax });
     }
-    return tapeMat(this.tape.matmulNT(a, w));
+    // Deferred: the graph may read the output only through column slices (in_proj's x and z).
+    const tape = this.tape;
+    let out: Var | null = null;
+    const m: TapeMat = {
+      rows: a.shape[0]!, cols: w.shape[0]!, ld: w.shape[0]!,
+      get v(): Var {
+        return (out ??= tape.matmulNT(a, w));
+      },
+    };
+    this.pendingLinears.set(m, { x: a, w, done: () => out !== null });
+    return m;
   }
 
   conv1dSilu(x: TapeMat, seqLen: number, weight: Tensor<'F32'>, bias: Tensor<'F32'>, reverse: boolean): Act<TapeMat> & { fp: TapeMat } {

@@ -1,6 +1,6 @@
 import { trainKernels, type FloatArray } from './native.js';
 import type { BufferPool } from './pool.js';
-import { type Precision, Var } from './var.js';
+import { allocFloats, type Precision, Var } from './var.js';
 
 /** Frozen constants of a selective scan (semantics of native/include/ptq4vm/scan.h). */
 export interface ScanConstants {
@@ -45,12 +45,34 @@ export interface WeightQuantOptions {
   qmax: number;
 }
 
+/**
+ * Reductions the INT8 product runs for (gemm_int8.h keeps int32 accumulators up to 32768); below
+ * 16 the float GEMM is faster (dt_proj's K = dt_rank).
+ */
+const MIN_INT8_K = 16;
+const MAX_INT8_K = 32768;
+
 /** Clamp of the row norms in cosineLoss (torch.nn.functional.cosine_similarity's eps). */
 export const COSINE_EPS = 1e-8;
 
 interface Node {
   out: Var;
   backward: (grad: FloatArray) => void;
+}
+
+/** The integer side of a fake-quantized activation: what trainGemmInt8 multiplies. */
+interface ActLevels {
+  levels: Uint8Array;
+  scale: Float32Array;
+  zero: Int32Array;
+  period: number;
+  reversePeriod: boolean;
+}
+
+/** The integer side of a fake-quantized weight (rows of it after sliceRows). */
+interface WeightLevels {
+  levels: Int8Array;
+  scale: Float32Array;
 }
 
 function fail(op: string, message: string): never {
@@ -106,6 +128,9 @@ export class Tape {
   private readonly outputs: FloatArray[] = [];
   /** Values this tape computed: their gradients are intermediate, the others' belong to leaves. */
   private readonly produced = new Set<Var>();
+  /** Integer levels of fake-quantized float32 values, so matmulNT can run the INT8 product. */
+  private readonly actLevels = new Map<Var, ActLevels>();
+  private readonly weightLevels = new Map<Var, WeightLevels>();
 
   constructor(options: TapeOptions = {}) {
     this.pool = options.pool ?? null;
@@ -127,6 +152,25 @@ export class Tape {
   private grad(v: Var): FloatArray {
     if (!v.grad) v.grad = this.pool && this.produced.has(v) ? this.pool.take(v.precision, v.size, true) : v.gradBuffer();
     return v.grad;
+  }
+
+  /**
+   * Gradient arrays for an op that writes every element of each (null where a Var needs none),
+   * and whether the op must add into them. Intermediates without a gradient yet get arrays to
+   * overwrite (pooled ones are not zeroed: a step then skips both the zero-fill and the read of
+   * zeros); when any of them already holds a gradient or belongs to a leaf, the fresh ones are
+   * zeroed and the op adds into all.
+   */
+  private gradOutputs(vars: readonly (Var | null)[]): { grads: (FloatArray | null)[]; accumulate: boolean } {
+    const need = vars.map((v) => (v && v.requiresGrad ? v : null));
+    const fresh = need.map((v) => v !== null && !v.grad && this.produced.has(v));
+    const allFresh = need.every((v, i) => v === null || fresh[i]);
+    const grads = need.map((v, i) => {
+      if (!v) return null;
+      if (fresh[i]) v.grad = this.pool ? this.pool.take(v.precision, v.size, !allFresh) : allocFloats(v.precision, v.size);
+      return this.grad(v);
+    });
+    return { grads, accumulate: !allFresh };
   }
 
   private record(data: FloatArray, shape: readonly number[], inputs: readonly (Var | null)[], backward: Node['backward']): Var {
@@ -160,7 +204,12 @@ export class Tape {
    * read afterwards (copy the loss out first). Without a pool this only drops references.
    */
   release(): void {
-    if (this.pool) for (const a of this.outputs) this.pool.give(a);
+    if (this.pool) {
+      for (const a of this.outputs) this.pool.give(a);
+      for (const l of this.actLevels.values()) this.pool.give(l.levels);
+    }
+    this.actLevels.clear();
+    this.weightLevels.clear();
     this.outputs.length = 0;
     this.produced.clear();
     this.nodes.length = 0;
@@ -168,7 +217,11 @@ export class Tape {
 
   // ---- linear algebra ----
 
-  /** x [M, K] · wᵀ (w [N, K], a linear's weight) → [M, N]; gradients to both. */
+  /**
+   * x [M, K] · wᵀ (w [N, K], a linear's weight) → [M, N]; gradients to both. When x and w are
+   * fake-quantized float32 values (fakeQuantAct, fakeQuantWeight), the product is the INT8 one
+   * of their levels (the inference kernels'); the gradients are the float ones either way.
+   */
   matmulNT(x: Var, w: Var): Var {
     const p = samePrecision('matmulNT', [x, w]);
     const [M, K] = matrix('matmulNT', 'x', x);
@@ -176,10 +229,21 @@ export class Tape {
     if (K !== K2) fail('matmulNT', `x has ${K} columns but w has ${K2}`);
     const k = trainKernels();
     const out = this.alloc(p, M * N);
-    k.trainGemm(false, true, M, N, K, x.data, K, w.data, K, false, out, N);
+    const al = this.actLevels.get(x), wl = this.weightLevels.get(w);
+    if (al && wl && K <= MAX_INT8_K && K >= MIN_INT8_K) {
+      k.trainGemmInt8(M, N, K, al.levels, wl.levels, al.period, al.reversePeriod, al.scale, al.zero, wl.scale, out as Float32Array, false);
+    } else {
+      k.trainGemm(false, true, M, N, K, x.data, K, w.data, K, false, out, N);
+    }
     return this.record(out, [M, N], [x, w], (g) => {
-      if (x.requiresGrad) k.trainGemm(false, false, M, K, N, g, N, w.data, K, true, this.grad(x), K);  // g · w
-      if (w.requiresGrad) k.trainGemm(true, false, N, K, M, g, N, x.data, K, true, this.grad(w), K);  // gᵀ · x
+      if (x.requiresGrad) {
+        const { grads: [gx], accumulate } = this.gradOutputs([x]);
+        k.trainGemm(false, false, M, K, N, g, N, w.data, K, accumulate, gx!, K);  // g · w
+      }
+      if (w.requiresGrad) {
+        const { grads: [gw], accumulate } = this.gradOutputs([w]);
+        k.trainGemm(true, false, N, K, M, g, N, x.data, K, accumulate, gw!, K);  // gᵀ · x
+      }
     });
   }
 
@@ -192,15 +256,10 @@ export class Tape {
       fail('sliceCols', `columns [${start}, ${end}) are not inside [0, ${cols})`);
     }
     const w = end - start;
+    const k = trainKernels();
     const out = this.alloc(x.precision, rows * w);
-    for (let r = 0; r < rows; r++) out.set(x.data.subarray(r * cols + start, r * cols + end), r * w);
-    return this.record(out, [rows, w], [x], (g) => {
-      const gx = this.grad(x);
-      for (let r = 0; r < rows; r++) {
-        const src = r * w, dst = r * cols + start;
-        for (let j = 0; j < w; j++) gx[dst + j] += g[src + j]!;
-      }
-    });
+    k.trainCopyCols(rows, w, x.data, cols, start, out, w, 0, false);
+    return this.record(out, [rows, w], [x], (g) => k.trainCopyCols(rows, w, g, w, 0, this.grad(x), cols, start, true));
   }
 
   /** Rows [start, end) of x [rows, cols] (a copy): splits a linear's weight by output rows. */
@@ -210,10 +269,13 @@ export class Tape {
       fail('sliceRows', `rows [${start}, ${end}) are not inside [0, ${rows})`);
     }
     const out = x.data.slice(start * cols, end * cols);
-    return this.record(out, [end - start, cols], [x], (g) => {
+    const wl = this.weightLevels.get(x);
+    const slice = this.record(out, [end - start, cols], [x], (g) => {
       const gx = this.grad(x);
       for (let i = 0, o = start * cols; i < g.length; i++) gx[o + i] += g[i]!;
     });
+    if (wl) this.weightLevels.set(slice, { levels: wl.levels.subarray(start * cols, end * cols), scale: wl.scale.subarray(start, end) });
+    return slice;
   }
 
   /** Column-wise concatenation of matrices with the same number of rows. */
@@ -227,20 +289,20 @@ export class Tape {
       return c;
     });
     const cols = widths.reduce((a, b) => a + b, 0);
+    const k = trainKernels();
     const out = this.alloc(p, rows * cols);
     let offset = 0;
     parts.forEach((v, i) => {
-      const w = widths[i]!;
-      for (let r = 0; r < rows; r++) out.set(v.data.subarray(r * w, (r + 1) * w), r * cols + offset);
-      offset += w;
+      k.trainCopyCols(rows, widths[i]!, v.data, widths[i]!, 0, out, cols, offset, false);
+      offset += widths[i]!;
     });
     return this.record(out, [rows, cols], parts, (g) => {
       let off = 0;
       parts.forEach((v, i) => {
         const w = widths[i]!;
         if (v.requiresGrad) {
-          const gv = this.grad(v);
-          for (let r = 0; r < rows; r++) for (let j = 0; j < w; j++) gv[r * w + j] += g[r * cols + off + j]!;
+          const { grads: [gv], accumulate } = this.gradOutputs([v]);
+          k.trainCopyCols(rows, w, g, cols, off, gv!, w, 0, accumulate);
         }
         off += w;
       });
@@ -324,7 +386,8 @@ export class Tape {
     const out = this.alloc(x.precision, rows * E);
     k.trainConv1d(B, seqLen, E, K, x.data, weight, bias, reverse, true, out);
     return this.record(out, [rows, E], [x], (g) => {
-      k.trainConv1dBackward(B, seqLen, E, K, x.data, weight, bias, reverse, true, g, this.grad(x));
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainConv1dBackward(B, seqLen, E, K, x.data, weight, bias, reverse, true, g, gx!, accumulate);
     });
   }
 
@@ -370,18 +433,40 @@ export class Tape {
     const nb = rows / L;
     const k = trainKernels();
     const y = this.alloc(p, rows * E);
-    dirs.forEach((d, i) => {
-      const c = consts[i]!;
-      k.trainScan(nb, L, E, N, d.u.data, d.delta.data, c.A, d.B.data, d.C.data, c.D, z ? z.data : null, c.bias, c.softplus,
-        c.reverse, outScale, i > 0, y);
-    });
-    const gradOrNull = (v: Var | null) => (v && v.requiresGrad ? this.grad(v) : null);
-    const inputs = [z, ...dirs.flatMap((d) => [d.u, d.delta, d.B, d.C])];
-    return this.record(y, [rows, E], inputs, (g) => {
+    const [c0, c1] = consts;
+    // Two directions forward and reversed in time: the native bidirectional kernels apply.
+    const pair = c1 !== undefined && !c0!.reverse && c1.reverse && c0!.softplus === c1.softplus;
+    if (pair && z && outScale === 0.5) {
+      // The Vim combine: both directions and the gate in one pass (the inference kernel).
+      const [d0, d1] = dirs as [ScanDirection, ScanDirection];
+      k.trainScanBidir(nb, L, E, N, d0.u.data, d0.delta.data, c0!.A, d0.B.data, d0.C.data, c0!.D, c0!.bias,
+        d1.u.data, d1.delta.data, c1!.A, d1.B.data, d1.C.data, c1!.D, c1!.bias, z.data, c0!.softplus, y);
+    } else {
       dirs.forEach((d, i) => {
         const c = consts[i]!;
+        k.trainScan(nb, L, E, N, d.u.data, d.delta.data, c.A, d.B.data, d.C.data, c.D, z ? z.data : null, c.bias, c.softplus,
+          c.reverse, outScale, i > 0, y);
+      });
+    }
+    const inputs = [z, ...dirs.flatMap((d) => [d.u, d.delta, d.B, d.C])];
+    return this.record(y, [rows, E], inputs, (g) => {
+      const perDir = dirs.map((d) => [d.u, d.delta, d.B, d.C]);
+      const outs = [...perDir.flat(), z];
+      const distinct = outs.every((v, i) => !v || !v.requiresGrad || outs.indexOf(v) === i);
+      if (pair && distinct) {
+        // Both directions in one pass: the gate's terms once, dz written once.
+        const [d0, d1] = dirs as [ScanDirection, ScanDirection];
+        const { grads: gr, accumulate } = this.gradOutputs(outs);
+        k.trainScanBidirBackward(nb, L, E, N, d0.u.data, d0.delta.data, c0!.A, d0.B.data, d0.C.data, c0!.D, c0!.bias,
+          d1.u.data, d1.delta.data, c1!.A, d1.B.data, d1.C.data, c1!.D, c1!.bias, z ? z.data : null, c0!.softplus, outScale, g,
+          gr[0], gr[1], gr[2], gr[3], gr[4], gr[5], gr[6], gr[7], gr[8], accumulate);
+        return;
+      }
+      dirs.forEach((d, i) => {
+        const c = consts[i]!;
+        const { grads: gr, accumulate } = this.gradOutputs([d.u, d.delta, d.B, d.C, z]);
         k.trainScanBackward(nb, L, E, N, d.u.data, d.delta.data, c.A, d.B.data, d.C.data, c.D, z ? z.data : null, c.bias,
-          c.softplus, c.reverse, outScale, g, gradOrNull(d.u), gradOrNull(d.delta), gradOrNull(d.B), gradOrNull(d.C), gradOrNull(z));
+          c.softplus, c.reverse, outScale, g, gr[0], gr[1], gr[2], gr[3], gr[4], accumulate);
       });
     });
   }
@@ -402,12 +487,16 @@ export class Tape {
     const k = trainKernels();
     const out = this.alloc(p, rows * cols);
     const sm = smooth ? smooth.data : null;
-    k.trainFakeQuantAct(rows, cols, o.period, rev, x.data, sm, scale.data, o.zero, o.qmax, out);
-    return this.record(out, [rows, cols], [x, smooth, scale], (g) => {
-      k.trainFakeQuantActBackward(rows, cols, o.period, rev, x.data, sm, scale.data, o.zero, o.qmax, g,
-        x.requiresGrad ? this.grad(x) : null, smooth?.requiresGrad ? this.grad(smooth) : null,
-        scale.requiresGrad ? this.grad(scale) : null);
+    // float32 values of at most 8 bits also keep their levels, for the INT8 product (matmulNT).
+    const levels = p === 'f32' && o.qmax <= 255 ? (this.pool ? this.pool.takeBytes(rows * cols) : new Uint8Array(rows * cols)) : null;
+    k.trainFakeQuantAct(rows, cols, o.period, rev, x.data, sm, scale.data, o.zero, o.qmax, out, levels);
+    const q = this.record(out, [rows, cols], [x, smooth, scale], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainFakeQuantActBackward(rows, cols, o.period, rev, x.data, sm, scale.data, o.zero, o.qmax, g, gx!,
+        smooth?.requiresGrad ? this.grad(smooth) : null, scale.requiresGrad ? this.grad(scale) : null, accumulate);
     });
+    if (levels) this.actLevels.set(q, { levels, scale: scale.data as Float32Array, zero: o.zero, period: o.period, reversePeriod: rev });
+    return q;
   }
 
   /**
@@ -423,11 +512,18 @@ export class Tape {
     const out = this.alloc(p, rows * cols);
     const sm = smooth ? smooth.data : null;
     k.trainFakeQuantWeight(rows, cols, w.data, sm, scale.data, o.qmax, out);
-    return this.record(out, [rows, cols], [w, smooth, scale], (g) => {
+    let levels: Int8Array | null = null;
+    if (p === 'f32' && o.qmax <= 127) {
+      levels = new Int8Array(rows * cols);
+      k.trainWeightLevels(rows, cols, w.data as Float32Array, sm as Float32Array | null, scale.data as Float32Array, o.qmax, levels);
+    }
+    const q = this.record(out, [rows, cols], [w, smooth, scale], (g) => {
       k.trainFakeQuantWeightBackward(rows, cols, w.data, sm, scale.data, o.qmax, g,
         w.requiresGrad ? this.grad(w) : null, smooth?.requiresGrad ? this.grad(smooth) : null,
         scale.requiresGrad ? this.grad(scale) : null);
     });
+    if (levels) this.weightLevels.set(q, { levels, scale: scale.data as Float32Array });
+    return q;
   }
 
   // ---- reductions and loss ----
@@ -454,33 +550,13 @@ export class Tape {
     const [tr, tc] = matrix('cosineLoss', 'target', target);
     if (tr !== rows || tc !== cols) fail('cosineLoss', `target is [${tr}, ${tc}], out is [${rows}, ${cols}]`);
     if (rows === 0) fail('cosineLoss', 'no rows');
-    const o = out.data, t = target.data;
-    const cos = new Float64Array(rows), no = new Float64Array(rows), nt = new Float64Array(rows);
-    let sum = 0;
-    for (let r = 0; r < rows; r++) {
-      let dot = 0, oo = 0, tt = 0;
-      for (let j = r * cols, end = j + cols; j < end; j++) {
-        dot += o[j]! * t[j]!;
-        oo += o[j]! * o[j]!;
-        tt += t[j]! * t[j]!;
-      }
-      no[r] = Math.sqrt(oo);
-      nt[r] = Math.max(Math.sqrt(tt), COSINE_EPS);
-      cos[r] = dot / (Math.max(no[r]!, COSINE_EPS) * nt[r]!);
-      sum += 1 - cos[r]!;
-    }
+    const k = trainKernels();
+    const stats = new Float64Array(3 * rows);
     const loss = this.alloc(p, 1);
-    loss[0] = sum / rows;
+    loss[0] = k.trainCosineLoss(rows, cols, out.data, target.data, COSINE_EPS, stats);
     return this.record(loss, [1], [out], (g) => {
-      const go = this.grad(out);
-      const g0 = g[0]! / rows;
-      for (let r = 0; r < rows; r++) {
-        const clamped = no[r]! < COSINE_EPS;
-        const a = 1 / (Math.max(no[r]!, COSINE_EPS) * nt[r]!);
-        const b = clamped ? 0 : cos[r]! / (no[r]! * no[r]!);
-        // ∂(1 − cos)/∂o = −(t / (|o||t|) − cos · o / |o|²)
-        for (let j = r * cols, end = j + cols; j < end; j++) go[j] -= g0 * (t[j]! * a - o[j]! * b);
-      }
+      const { grads: [go], accumulate } = this.gradOutputs([out]);
+      k.trainCosineLossBackward(rows, cols, out.data, target.data, COSINE_EPS, stats, g[0]!, go!, accumulate);
     });
   }
 }

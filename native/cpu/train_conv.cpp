@@ -33,8 +33,10 @@ void causal_conv1d_f64(int64_t B, int64_t L, int64_t E, int64_t K, const double*
 namespace cpu::scalar {
 void train_conv_backward_item(int64_t b, int64_t L, int64_t E, int64_t K, const float* x, int64_t ldx,
                               const float* weight_t, const float* bias, bool reverse, bool apply_silu,
-                              const float* dout, int64_t lddout, float* dx, int64_t lddx, float* dpre) {
-  conv_backward_item<VecF>(b, L, E, K, x, ldx, weight_t, bias, reverse, apply_silu, dout, lddout, dx, lddx, dpre);
+                              const float* dout, int64_t lddout, float* dx, int64_t lddx, float* dpre,
+                              bool accumulate) {
+  conv_backward_item<VecF>(b, L, E, K, x, ldx, weight_t, bias, reverse, apply_silu, dout, lddout, dx, lddx, dpre,
+                           accumulate);
 }
 }  // namespace cpu::scalar
 
@@ -58,7 +60,7 @@ ConvItemF32 conv_item(Isa isa) {
 template <typename T>
 void causal_conv1d_backward(int64_t B, int64_t L, int64_t E, int64_t K, const T* x, int64_t ldx,
                             const T* weight, const T* bias, bool reverse, bool apply_silu,
-                            const T* dout, int64_t lddout, T* dx, int64_t lddx) {
+                            const T* dout, int64_t lddout, T* dx, int64_t lddx, bool accumulate) {
   if (B <= 0 || L <= 0 || E <= 0 || K <= 0 || !dx) return;
   // Taps-major weights so the channel lanes of one tap are contiguous.
   std::vector<T> weight_t(size_t(K * E));
@@ -70,19 +72,19 @@ void causal_conv1d_backward(int64_t B, int64_t L, int64_t E, int64_t K, const T*
     for (int64_t b = b0; b < b1; ++b) {
       if constexpr (std::is_same_v<T, float>) {
         conv_item(active_isa())(b, L, E, K, x, ldx, weight_t.data(), bias, reverse, apply_silu, dout,
-                                lddout, dx, lddx, dpre);
+                                lddout, dx, lddx, dpre, accumulate);
       } else {
         cpu::conv_backward_item<cpu::VecD>(b, L, E, K, x, ldx, weight_t.data(), bias, reverse, apply_silu,
-                                           dout, lddout, dx, lddx, dpre);
+                                           dout, lddout, dx, lddx, dpre, accumulate);
       }
     }
   });
 }
 template void causal_conv1d_backward<float>(int64_t, int64_t, int64_t, int64_t, const float*, int64_t,
                                             const float*, const float*, bool, bool, const float*, int64_t,
-                                            float*, int64_t);
+                                            float*, int64_t, bool);
 template void causal_conv1d_backward<double>(int64_t, int64_t, int64_t, int64_t, const double*, int64_t,
                                              const double*, const double*, bool, bool, const double*,
-                                             int64_t, double*, int64_t);
+                                             int64_t, double*, int64_t, bool);
 
 }  // namespace ptq4vm

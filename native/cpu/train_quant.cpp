@@ -14,14 +14,14 @@ namespace ptq4vm {
 
 namespace cpu::scalar {
 void train_act_quant_forward_rows(const ActQuant<float>& q, const float* inv_smooth, const float* inv_scale,
-                                  int64_t r0, int64_t r1, float* out, int64_t ldo) {
-  act_quant_forward_rows<VecF>(q, inv_smooth, inv_scale, r0, r1, out, ldo);
+                                  int64_t r0, int64_t r1, float* out, int64_t ldo, uint8_t* levels, int64_t ldl) {
+  act_quant_forward_rows<VecF>(q, inv_smooth, inv_scale, r0, r1, out, ldo, levels, ldl);
 }
 void train_act_quant_backward_rows(const ActQuant<float>& q, const float* inv_smooth, const float* inv_scale,
                                    const float* dout, int64_t lddout, int64_t r0, int64_t r1, float* dx,
-                                   int64_t lddx, float* dsmooth_part, double* dscale_rows) {
+                                   int64_t lddx, float* dsmooth_part, double* dscale_rows, bool accumulate_dx) {
   act_quant_backward_rows<VecF>(q, inv_smooth, inv_scale, dout, lddout, r0, r1, dx, lddx, dsmooth_part,
-                                dscale_rows);
+                                dscale_rows, accumulate_dx);
 }
 }  // namespace cpu::scalar
 
@@ -60,23 +60,23 @@ std::vector<T> reciprocals(const T* v, int64_t n) {
 }  // namespace
 
 template <typename T>
-void fake_quant_act_forward(const ActQuant<T>& q, T* out, int64_t ldo) {
+void fake_quant_act_forward(const ActQuant<T>& q, T* out, int64_t ldo, uint8_t* levels, int64_t ldl) {
   if (q.rows <= 0 || q.cols <= 0) return;
   const std::vector<T> inv_smooth = q.smooth ? reciprocals(q.smooth, q.cols) : std::vector<T>();
   const std::vector<T> inv_scale = reciprocals(q.scale, q.period);
   const T* ism = q.smooth ? inv_smooth.data() : nullptr;
   parallel_for(q.rows, kRowChunk, [&](int64_t r0, int64_t r1) {
     if constexpr (std::is_same_v<T, float>) {
-      act_impl(active_isa()).forward(q, ism, inv_scale.data(), r0, r1, out, ldo);
+      act_impl(active_isa()).forward(q, ism, inv_scale.data(), r0, r1, out, ldo, levels, ldl);
     } else {
-      cpu::act_quant_forward_rows<cpu::VecD>(q, ism, inv_scale.data(), r0, r1, out, ldo);
+      cpu::act_quant_forward_rows<cpu::VecD>(q, ism, inv_scale.data(), r0, r1, out, ldo, levels, ldl);
     }
   });
 }
 
 template <typename T>
 void fake_quant_act_backward(const ActQuant<T>& q, const T* dout, int64_t lddout, T* dx, int64_t lddx,
-                             T* dsmooth, T* dscale) {
+                             T* dsmooth, T* dscale, bool accumulate_dx) {
   if (q.rows <= 0 || q.cols <= 0) return;
   if (!q.smooth) dsmooth = nullptr;
   const std::vector<T> inv_smooth = q.smooth ? reciprocals(q.smooth, q.cols) : std::vector<T>();
@@ -92,10 +92,11 @@ void fake_quant_act_backward(const ActQuant<T>& q, const T* dout, int64_t lddout
       T* sp = dsmooth ? smooth_part.data() + c * q.cols : nullptr;
       double* dsr = dscale ? row_dscale.data() + r0 : nullptr;
       if constexpr (std::is_same_v<T, float>) {
-        act_impl(active_isa()).backward(q, ism, inv_scale.data(), dout, lddout, r0, r1, dx, lddx, sp, dsr);
+        act_impl(active_isa()).backward(q, ism, inv_scale.data(), dout, lddout, r0, r1, dx, lddx, sp, dsr,
+                                        accumulate_dx);
       } else {
         cpu::act_quant_backward_rows<cpu::VecD>(q, ism, inv_scale.data(), dout, lddout, r0, r1, dx, lddx, sp,
-                                                dsr);
+                                                dsr, accumulate_dx);
       }
     }
   });
@@ -164,8 +165,8 @@ void quantize_weight_levels_f32(const WeightQuant<float>& q, int8_t* levels, int
 }
 
 #define PTQ4VM_TRAIN_QUANT_INSTANTIATE(T)                                                                \
-  template void fake_quant_act_forward<T>(const ActQuant<T>&, T*, int64_t);                              \
-  template void fake_quant_act_backward<T>(const ActQuant<T>&, const T*, int64_t, T*, int64_t, T*, T*);  \
+  template void fake_quant_act_forward<T>(const ActQuant<T>&, T*, int64_t, uint8_t*, int64_t);          \
+  template void fake_quant_act_backward<T>(const ActQuant<T>&, const T*, int64_t, T*, int64_t, T*, T*, bool); \
   template void fake_quant_weight_forward<T>(const WeightQuant<T>&, T*, int64_t);                        \
   template void fake_quant_weight_backward<T>(const WeightQuant<T>&, const T*, int64_t, T*, int64_t, T*, T*);
 PTQ4VM_TRAIN_QUANT_INSTANTIATE(float)

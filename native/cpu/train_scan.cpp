@@ -40,14 +40,15 @@ void selective_scan_f64(const ScanOperands<double>& s, bool accumulate, double* 
 
 namespace cpu::scalar {
 int train_lane_width() { return VecF::kWidth; }
-void train_scan_backward_item(const ScanOperands<float>& s, const ScanGrads<float>& g, int64_t b, float* ws) {
-  scan_backward_item<VecF>(s, g, b, ws);
+void train_scan_backward_item(const ScanOperands<float>* dirs, const ScanGrads<float>* grads, int nd, int64_t b,
+                              float* ws, bool accumulate) {
+  scan_backward_item_any<VecF>(dirs, grads, nd, b, ws, accumulate);
 }
 }  // namespace cpu::scalar
 
 namespace {
 
-using ScanItemF32 = void (*)(const ScanOperands<float>&, const ScanGrads<float>&, int64_t, float*);
+using ScanItemF32 = decltype(&cpu::scalar::train_scan_backward_item);
 
 struct ScanImpl {
   ScanItemF32 item;
@@ -68,25 +69,34 @@ ScanImpl scan_impl(Isa isa) {
 }
 
 template <typename T, typename Item>
-void run_scan_backward(const ScanOperands<T>& s, const ScanGrads<T>& g, Item item, int width) {
+void run_scan_backward(const ScanOperands<T>* dirs, const ScanGrads<T>* grads, int nd, bool accumulate, Item item,
+                       int width) {
+  const ScanOperands<T>& s = dirs[0];
   if (s.B <= 0 || s.L <= 0 || s.E <= 0) return;
-  const size_t elems = size_t(cpu::scan_workspace_elems(s.L, s.N, width));
+  const size_t elems = size_t(cpu::scan_workspace_elems(s.L, s.N, width, nd));
   parallel_for(s.B, 1, [&](int64_t b0, int64_t b1) {
     T* ws = cpu::thread_scratch_as<T>(cpu::ScratchSlot::KernelLocal, elems);
-    for (int64_t b = b0; b < b1; ++b) item(s, g, b, ws);
+    for (int64_t b = b0; b < b1; ++b) item(dirs, grads, nd, b, ws, accumulate);
   });
 }
 
 }  // namespace
 
 template <typename T>
-void selective_scan_backward(const ScanOperands<T>& s, const ScanGrads<T>& g) {
+void selective_scan_backward(const ScanOperands<T>* dirs, const ScanGrads<T>* grads, int ndirs, bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
     const ScanImpl impl = scan_impl(active_isa());
-    run_scan_backward(s, g, impl.item, impl.width);
+    run_scan_backward(dirs, grads, ndirs, accumulate, impl.item, impl.width);
   } else {
-    run_scan_backward(s, g, cpu::scan_backward_item<cpu::VecD>, cpu::VecD::kWidth);
+    run_scan_backward(dirs, grads, ndirs, accumulate, cpu::scan_backward_item_any<cpu::VecD>, cpu::VecD::kWidth);
   }
+}
+template void selective_scan_backward<float>(const ScanOperands<float>*, const ScanGrads<float>*, int, bool);
+template void selective_scan_backward<double>(const ScanOperands<double>*, const ScanGrads<double>*, int, bool);
+
+template <typename T>
+void selective_scan_backward(const ScanOperands<T>& s, const ScanGrads<T>& g) {
+  selective_scan_backward(&s, &g, 1, true);
 }
 template void selective_scan_backward<float>(const ScanOperands<float>&, const ScanGrads<float>&);
 template void selective_scan_backward<double>(const ScanOperands<double>&, const ScanGrads<double>&);

@@ -1,11 +1,17 @@
 // Micro-benchmark of one JLSS step (fake-quant mixer forward + backward, all six linears
 // trainable) at the embedded Fashion-MNIST Vim's size and at Vim-Ti's, with the heavy kernels
-// timed alone. Skipped unless PTQ4VM_BENCH=1 (it allocates ~2 GB at Vim-Ti size):
-//   npx tsc && PTQ4VM_BENCH=1 node --test dist/test/autograd/bench.test.js
+// timed alone, and the real thing: JLSS on block 0 of the embedded model (calibrate(), 256
+// images, W8A8). Skipped unless PTQ4VM_BENCH=1 (it allocates ~2 GB at Vim-Ti size):
+//   npx tsc && PTQ4VM_BENCH=1 PTQ4VM_THREADS=2 node --test dist/test/autograd/bench.test.js
+// On a shared machine compare CPU time, and wall time only from runs where wall ≈ CPU / threads.
 import { describe, it } from 'node:test';
 import { performance } from 'node:perf_hooks';
 
 import { BufferPool, Tape, Var, trainKernels } from '../../lib/autograd/index.js';
+import { resolveDataset } from '../../lib/data/index.js';
+import { loadVimModel } from '../../lib/models/load.js';
+import { loadCalibrationImages } from '../../lib/quant/calib-data.js';
+import { calibrate } from '../../lib/quant/calibrate.js';
 import { vimMixerOnTape } from '../../lib/autograd/vim-mixer.js';
 import { mixerParams, quantParams, quantVars, randomArray, randomMixer, randomQuant, rng, type TinyMixerDims } from './gradcheck.js';
 
@@ -65,14 +71,14 @@ function benchBlock(label: string, dims: TinyMixerDims, reps: number): void {
   const gB = new Float32Array(rows * N), gC = new Float32Array(rows * N);
   const d = p.fwd;
   const scanF = best(3, () => k.trainScan(B, L, E, N, u, delta, d.A as Float32Array, Bm, Cm, d.D, z, d.dtBias, true, false, 1, false, y));
-  const scanB = best(3, () => k.trainScanBackward(B, L, E, N, u, delta, d.A, Bm, Cm, d.D, z, d.dtBias, true, false, 1, y, g1, g2, gB, gC, g3));
+  const scanB = best(3, () => k.trainScanBackward(B, L, E, N, u, delta, d.A, Bm, Cm, d.D, z, d.dtBias, true, false, 1, y, g1, g2, gB, gC, g3, false));
   const convF = best(3, () => k.trainConv1d(B, L, E, K, u, d.convWeight, d.convBias, false, true, y));
-  const convB = best(3, () => k.trainConv1dBackward(B, L, E, K, u, d.convWeight, d.convBias, false, true, y, g1));
+  const convB = best(3, () => k.trainConv1dBackward(B, L, E, K, u, d.convWeight, d.convBias, false, true, y, g1, false));
   const qa = qv.x_proj;
   const sm = qa.smooth!.data as Float32Array, sc = qa.ascale.data as Float32Array;
   const dsm = new Float32Array(E), dsc = new Float32Array(L);
-  const quantF = best(3, () => k.trainFakeQuantAct(rows, E, L, false, u, sm, sc, qa.azero, 255, y));
-  const quantB = best(3, () => k.trainFakeQuantActBackward(rows, E, L, false, u, sm, sc, qa.azero, 255, y, g1, dsm, dsc));
+  const quantF = best(3, () => k.trainFakeQuantAct(rows, E, L, false, u, sm, sc, qa.azero, 255, y, null));
+  const quantB = best(3, () => k.trainFakeQuantActBackward(rows, E, L, false, u, sm, sc, qa.azero, 255, y, g1, dsm, dsc, false));
   const W = randomArray('f32', 2 * E * dims.D, r), xin = x.data, out = new Float32Array(rows * 2 * E);
   const dx = new Float32Array(rows * dims.D), dW = new Float32Array(2 * E * dims.D);
   const gemmF = best(3, () => k.trainGemm(false, true, rows, 2 * E, dims.D, xin, dims.D, W, dims.D, false, out, 2 * E));
@@ -86,7 +92,34 @@ function benchBlock(label: string, dims: TinyMixerDims, reps: number): void {
   console.log(`#   scan fwd ${f(scanF)} / bwd ${f(scanB)}; conv+silu fwd ${f(convF)} / bwd ${f(convB)}; act fake-quant [M, E] fwd ${f(quantF)} / bwd ${f(quantB)}; in_proj gemm fwd ${f(gemmF)} / bwd ${f(gemmB)}`);
 }
 
+/** Median of steps 1.. (step 0 allocates the pooled arrays). */
+function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s[s.length >> 1]!;
+}
+
 describe('JLSS step benchmark', { skip: enabled ? false : 'set PTQ4VM_BENCH=1 to run' }, () => {
+  it('JLSS on block 0 of the embedded Fashion-MNIST Vim (W8A8, 256 images, 20 steps)', async () => {
+    const model = await loadVimModel('vim-fmnist');
+    const images = await loadCalibrationImages(model, await resolveDataset('fmnist-train'), 256, 'x', 0);
+    model.layers.length = 1;
+    const walls: number[] = [], cpus: number[] = [];
+    let w0 = 0, c0 = 0;
+    calibrate(model, images, {
+      method: 'ptq4vm', wbits: 8, abits: 8, steps: 20,
+      onProgress: (e) => {
+        if (e.kind !== 'jlss-step') return;
+        const w = performance.now(), c = cpuMs();
+        if (e.step > 0) {
+          walls.push(w - w0);
+          cpus.push(c - c0);
+        }
+        w0 = w;
+        c0 = c;
+      },
+    });
+    console.log(`# JLSS step (threads ${process.env.PTQ4VM_THREADS ?? 'all'}): wall median ${median(walls).toFixed(1)} ms (min ${Math.min(...walls).toFixed(1)}), cpu median ${median(cpus).toFixed(1)} ms`);
+  });
   it('embedded Fashion-MNIST Vim block: 256 images × 50 tokens, D = 96', () => {
     benchBlock('fmnist', { batch: 256, seqLen: 50, D: 96, E: 192, N: 16, R: 6, K: 4 }, 5);
   });

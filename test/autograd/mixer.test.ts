@@ -185,3 +185,49 @@ describe('Vim mixer on the tape', () => {
     });
   });
 });
+
+describe('Vim mixer on the tape at Vim-like widths', () => {
+  // E ≥ 64: in_proj's x and z are GEMMs of their own; K ≥ 16: INT8 products in float32;
+  // N = 16: the scan backward's folded dB and dC; two directions: the fused bidirectional passes.
+  const dims: TinyMixerDims = { batch: 2, seqLen: 9, D: 24, E: 64, N: 16, R: 4, K: 4 };
+  const rows = dims.batch * dims.seqLen;
+  const mixer = randomMixer(dims, 11);
+  const r = rng(12);
+  const input = randomArray('f64', rows * dims.D, r);
+  const target = randomArray('f64', rows * dims.D, r);
+  const q = randomQuant(mixer, 8, 8, 13);
+  calibrateActivations(mixer, q, input);
+
+  const step = (precision: 'f32' | 'f64', pool?: BufferPool) => {
+    const p = mixerParams(mixer, precision);
+    const qv = quantVars(q, precision, dims.seqLen, true);
+    const cast = (a: FloatArray) => (precision === 'f64' ? Float64Array.from(a) : Float32Array.from(a));
+    const x = Var.constant(cast(input), [rows, dims.D]);
+    const t = Var.constant(cast(target), [rows, dims.D]);
+    const tape = new Tape({ pool });
+    const loss = tape.cosineLoss(vimMixerOnTape(tape, x, p, qv), t);
+    tape.backward(loss);
+    const value = loss.item();
+    tape.release();
+    return { value, grads: quantParams(qv).map((v) => Float64Array.from(v.grad!)) };
+  };
+
+  it('a pooled float32 step (arrays overwritten, not zeroed) equals a plain one', () => {
+    const plain = step('f32');
+    const pool = new BufferPool();
+    for (let i = 0; i < 3; i++) {
+      const pooled = step('f32', pool);
+      assert.equal(pooled.value, plain.value);
+      pooled.grads.forEach((g, j) => assert.deepEqual(g, plain.grads[j]));
+    }
+  });
+
+  it('float32 (INT8 products, fused kernels) tracks float64', () => {
+    const s32 = step('f32'), s64 = step('f64');
+    assert.ok(Math.abs(s32.value - s64.value) < 1e-4 * Math.max(1, s64.value), `loss ${s32.value} vs ${s64.value}`);
+    s32.grads.forEach((g, i) => {
+      const e = maxRelDiff(g, s64.grads[i]!);
+      assert.ok(e < 1e-2, `gradient ${i}: rel diff ${e}`);
+    });
+  });
+});

@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Tape, Var, trainKernels, type FloatArray } from '../../lib/autograd/index.js';
+import { Tape, TapeExecutor, Var, tapeMat, trainKernels, type FloatArray } from '../../lib/autograd/index.js';
+import type { LinearSite } from '../../lib/models/ops.js';
+import { Tensor } from '../../lib/tensor/tensor.js';
 import { fdRelError, randomArray, rng } from './gradcheck.js';
 
 const TOL = 1e-7;
@@ -159,5 +161,119 @@ describe('weight levels for export', () => {
       if (Math.abs(levels[i]!) === 127) clipped++;
     }
     assert.ok(clipped > 0, 'some weights clip');
+  });
+});
+
+describe('INT8 product of fake-quantized float32 operands', () => {
+  const M = 2 * 7, K = 37, N = 11, period = 7;
+  function operands(seed: number) {
+    const r = rng(seed);
+    const x = Var.constant(randomArray('f32', M * K, r, -2, 3), [M, K]);
+    const w = Var.constant(randomArray('f32', N * K, r, -0.5, 0.5), [N, K]);
+    const smooth = Var.param(randomArray('f32', K, r, 0.5, 2));
+    const ascale = Var.param(randomArray('f32', period, r, 0.01, 0.03));
+    const wscale = Var.param(randomArray('f32', N, r, 0.002, 0.005));
+    const zero = Int32Array.from({ length: period }, (_, i) => 100 + 9 * i);
+    return { x, w, smooth, ascale, wscale, zero };
+  }
+
+  for (const reversePeriod of [false, true]) {
+    it(`equals the float product of the fake-quantized values${reversePeriod ? ' (reversed token order)' : ''}, and is the int8 kernel's`, () => {
+      const o = operands(reversePeriod ? 41 : 40);
+      const t = new Tape();
+      const aq = t.fakeQuantAct(o.x, o.smooth, o.ascale, { zero: o.zero, qmax: 255, period, reversePeriod });
+      const wq = t.fakeQuantWeight(o.w, o.smooth, o.wscale, { qmax: 127 });
+      const y = t.matmulNT(aq, wq);
+      let worst = 0, scale = 0;
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let ref = 0;
+          for (let k = 0; k < K; k++) ref += aq.data[m * K + k]! * wq.data[n * K + k]!;
+          worst = Math.max(worst, Math.abs(y.data[m * N + n]! - ref));
+          scale = Math.max(scale, Math.abs(ref));
+        }
+      }
+      assert.ok(worst / scale < 1e-5, `rel err ${worst / scale}`);
+      // The same bits as the int8 kernel on the levels the quantizers produce.
+      const kk = trainKernels();
+      const al = new Uint8Array(M * K), scratch = new Float32Array(M * K), wl = new Int8Array(N * K);
+      kk.trainFakeQuantAct(M, K, period, reversePeriod, o.x.data, o.smooth.data, o.ascale.data, o.zero, 255, scratch, al);
+      kk.trainWeightLevels(N, K, o.w.data as Float32Array, o.smooth.data as Float32Array, o.wscale.data as Float32Array, 127, wl);
+      const direct = new Float32Array(M * N);
+      kk.trainGemmInt8(M, N, K, al, wl, period, reversePeriod, o.ascale.data as Float32Array, o.zero, o.wscale.data as Float32Array, direct, false);
+      assert.deepEqual(Array.from(y.data), Array.from(direct));
+      // Rows of the weight (sliceRows) keep their levels: the slice's product is those columns.
+      const part = t.matmulNT(aq, t.sliceRows(wq, 3, 9));
+      for (let m = 0; m < M; m++) for (let n = 3; n < 9; n++) assert.equal(part.data[m * 6 + n - 3], y.data[m * N + n]);
+    });
+  }
+
+  it('gradients are those of the float product (float32 against float64)', () => {
+    const grads = (precision: 'f32' | 'f64') => {
+      const o = operands(42);
+      const cast = (v: Var, param: boolean) => (precision === 'f32' ? v : new Var(Float64Array.from(v.data), v.shape, param));
+      const x = cast(o.x, false), w = cast(o.w, false);
+      const smooth = cast(o.smooth, true), ascale = cast(o.ascale, true), wscale = cast(o.wscale, true);
+      const t = new Tape();
+      const y = t.matmulNT(t.fakeQuantAct(x, smooth, ascale, { zero: o.zero, qmax: 255, period }), t.fakeQuantWeight(w, smooth, wscale, { qmax: 127 }));
+      const R = randomArray(precision, M * N, rng(5));
+      t.backward(t.sum(t.mul(y, Var.constant(R, y.shape))));
+      return [smooth, ascale, wscale].map((v) => Array.from(v.grad!));
+    };
+    const g32 = grads('f32'), g64 = grads('f64');
+    g32.forEach((g, i) => {
+      const ref = g64[i]!;
+      const scale = Math.max(...ref.map(Math.abs));
+      const err = Math.max(...g.map((v, j) => Math.abs(v - ref[j]!)));
+      assert.ok(scale > 0 && err / scale < 1e-4, `param ${i}: rel err ${err / scale}`);
+    });
+  });
+});
+
+describe('float32 fast paths agree with their plain forms', () => {
+  it('the bidirectional scan (one native pass) equals the two directions combined', () => {
+    const r = rng(51);
+    const B = 3, L = 11, E = 37, N = 16, rows = B * L;
+    const p32 = (n: number, shape: number[], lo = -1, hi = 1) => Var.param(randomArray('f32', n, r, lo, hi), shape);
+    const dir = (reverse: boolean) => ({
+      u: p32(rows * E, [rows, E]), delta: p32(rows * E, [rows, E], -2, 1), B: p32(rows * N, [rows, N]), C: p32(rows * N, [rows, N]),
+      A: randomArray('f32', E * N, r, -3, -0.1), D: randomArray('f32', E, r), deltaBias: randomArray('f32', E, r, -1, 0.5), reverse,
+    });
+    const f = dir(false), b = dir(true);
+    const z = p32(rows * E, [rows, E], -2, 2);
+    const t = new Tape();
+    const both = t.bidirectionalScan(f, b, z, L);
+    const yf = t.selectiveScan(f.u, f.delta, f.B, f.C, z, { seqLen: L, ...f });
+    const yb = t.selectiveScan(b.u, b.delta, b.B, b.C, z, { seqLen: L, ...b });
+    let worst = 0, scale = 0;
+    for (let i = 0; i < both.size; i++) {
+      const ref = 0.5 * (yf.data[i]! + yb.data[i]!);
+      worst = Math.max(worst, Math.abs(both.data[i]! - ref));
+      scale = Math.max(scale, Math.abs(ref));
+    }
+    assert.ok(worst / scale < 1e-6, `rel err ${worst / scale}`);
+  });
+
+  it('a linear read only through wide column slices (split GEMMs) equals the sliced whole output, gradients too', () => {
+    const r = rng(52);
+    const M = 10, K = 7, N = 2 * 70;
+    const weight = new Tensor('F32', [N, K], randomArray('f32', N * K, r) as Float32Array);
+    const site: LinearSite = { name: 'in_proj', weight, bias: null, inFeatures: K, outFeatures: N, reversedTokens: false, quant: null };
+    const run = (split: boolean) => {
+      const x = Var.param(randomArray('f32', M * K, rng(53)), [M, K]);
+      const tape = new Tape();
+      const ops = new TapeExecutor(tape);
+      const xz = ops.linear({ fp: tapeMat(x) }, site);
+      if (!split) void xz.v;  // read whole: the slices then copy columns
+      const a = ops.colSlice(xz, 0, N / 2).v, c = ops.colSlice(xz, N / 2, N).v;
+      const R1 = randomArray('f32', a.size, rng(54)), R2 = randomArray('f32', c.size, rng(55));
+      const loss = tape.add(tape.sum(tape.mul(a, Var.constant(R1, a.shape))), tape.sum(tape.mul(c, Var.constant(R2, c.shape))));
+      tape.backward(loss);
+      return { a: Array.from(a.data), c: Array.from(c.data), g: Array.from(x.grad!) };
+    };
+    const split = run(true), whole = run(false);
+    assert.deepEqual(split.a, whole.a);
+    assert.deepEqual(split.c, whole.c);
+    for (let i = 0; i < split.g.length; i++) assert.ok(Math.abs(split.g[i]! - whole.g[i]!) < 1e-5 * Math.max(1, Math.abs(whole.g[i]!)));
   });
 });

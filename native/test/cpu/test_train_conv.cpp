@@ -142,8 +142,23 @@ TEST_CASE("train/conv1d backward float (every ISA) agrees with double on ragged 
   }
 }
 
-TEST_CASE("train/conv1d backward adds into an existing gradient") {
+TEST_CASE("train/conv1d backward adds into an existing gradient, or overwrites it") {
   const ConvData d = make_conv({2, 6, 7, 4, false, true, true, 0}, 120);
   const std::vector<double> fresh = conv_grad(d), added = conv_grad(d, -1.5);
   for (size_t i = 0; i < fresh.size(); ++i) CHECK(std::fabs(added[i] - (fresh[i] - 1.5)) < 1e-12);
+  // accumulate = false: every element of dx is written, whatever it held (float, every ISA).
+  const ConvCase& c = d.c;
+  auto f = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  const std::vector<float> x = f(d.x), w = f(d.w), bias = f(d.bias), dout = f(d.dout);
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!set_active_isa(isa)) continue;
+    std::vector<float> add(d.x.size(), 0.f), over(d.x.size(), 7.f);
+    causal_conv1d_backward<float>(c.B, c.L, c.E, c.K, x.data(), d.ldx, w.data(), bias.data(), c.reverse, c.silu,
+                                  dout.data(), d.ldo, add.data(), d.ldx, true);
+    causal_conv1d_backward<float>(c.B, c.L, c.E, c.K, x.data(), d.ldx, w.data(), bias.data(), c.reverse, c.silu,
+                                  dout.data(), d.ldo, over.data(), d.ldx, false);
+    CHECK_MSG(add == over, isa_name(isa) << ": overwrite differs from adding into zeros");
+  }
+  set_active_isa(saved);
 }

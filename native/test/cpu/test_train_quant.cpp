@@ -229,11 +229,26 @@ TEST_CASE("train/act fake-quant float (every ISA) matches the scalar reference, 
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
       if (!set_active_isa(isa)) continue;
       std::vector<float> out(f.x.size()), dx(f.x.size(), 0.f), dsm(size_t(cols), 0.f), dsc(size_t(period), 0.f);
-      fake_quant_act_forward<float>(f.q, out.data(), cols);
+      std::vector<uint8_t> levels(f.x.size(), 0xEE);
+      std::vector<float> dx_over(f.x.size(), -9.f), dsm2(size_t(cols), 0.f), dsc2(size_t(period), 0.f);
+      fake_quant_act_forward<float>(f.q, out.data(), cols, levels.data(), cols);
       fake_quant_act_backward<float>(f.q, f.dout.data(), cols, dx.data(), cols, dsm.data(), dsc.data());
+      fake_quant_act_backward<float>(f.q, f.dout.data(), cols, dx_over.data(), cols, dsm2.data(), dsc2.data(), false);
       set_active_isa(saved);
       CHECK_MSG(out == ref.out, isa_name(isa) << ": forward differs from the scalar formula");
       CHECK_MSG(dx == ref.dx, isa_name(isa) << ": dx differs");
+      CHECK_MSG(dx_over == dx, isa_name(isa) << ": overwriting dx differs from adding into zeros");
+      // The levels are those of the values: out = (level − z)·s exactly, and within [0, qmax].
+      int bad = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t p = reverse ? period - 1 - r % period : r % period;
+        for (int64_t j = 0; j < cols; ++j) {
+          const size_t i = size_t(r * cols + j);
+          const float want = (float(levels[i]) - float(f.q.zero[p])) * f.q.scale[p];
+          if (levels[i] > qmax || out[i] != want) ++bad;
+        }
+      }
+      CHECK_MSG(bad == 0, isa_name(isa) << ": " << bad << " levels disagree with the fake-quantized values");
       const double es = rel(dsm, ref.dsmooth), ec = rel(dsc, ref.dscale);
       CHECK_MSG(es < 1e-5 && ec < 1e-5, isa_name(isa) << ": dsmooth " << es << " dscale " << ec);
     }

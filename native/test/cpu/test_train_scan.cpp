@@ -247,6 +247,23 @@ TEST_CASE("train/scan backward float (every ISA) agrees with double on ragged sh
   }
 }
 
+TEST_CASE("train/scan backward float (every ISA) agrees with double when decays underflow") {
+  // |dt·A·log2 e| far beyond 125 (the forward scans' clamp of the decay exponent): those decays
+  // are below 2^−125 and contribute nothing either way.
+  ScanData d = make_scan({2, 17, 21, 16, true, true, true, true, false, 1.0, 0}, 70);
+  for (auto& a : d.A) a *= 12.0;
+  const ScanGradBuffers ref = scan_grads(d);
+  for_each_isa([&](Isa isa) {
+    const FloatRun f = scan_grads_f32(d);
+    bool finite = true;
+    for (float v : f.du) finite = finite && std::isfinite(v);
+    for (float v : f.ddelta) finite = finite && std::isfinite(v);
+    const double eu = rel_err(f.du, ref.du), ed = rel_err(f.ddelta, ref.ddelta), ebc = rel_err(f.dbc, ref.dbc);
+    CHECK_MSG(finite && eu < 2e-5 && ed < 2e-5 && ebc < 2e-5,
+              isa_name(isa) << ": du " << eu << " ddelta " << ed << " dB|dC " << ebc);
+  });
+}
+
 TEST_CASE("train/scan backward adds into existing gradients and skips null outputs") {
   ScanData d = make_scan({2, 8, 6, 4, true, true, true, true, false, 1.0, 0}, 31);
   const ScanGradBuffers fresh = scan_grads(d);
@@ -273,4 +290,128 @@ TEST_CASE("train/scan backward float is identical with 1 and 2 threads") {
   CHECK(one.du == two.du);
   CHECK(one.ddelta == two.ddelta);
   CHECK(one.dbc == two.dbc);
+}
+
+namespace {
+
+// Both directions in one call (dir 1 reversed, with its own operands, sharing z, dy and dz)
+// against two single-direction calls adding into the same dz.
+template <typename T>
+struct BidirRun {
+  std::vector<T> du[2], ddelta[2], dbc[2], dz;
+};
+
+template <typename T>
+std::vector<T> cast_vec(const std::vector<double>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+template <typename T>
+BidirRun<T> bidir_grads(const ScanData& f, const ScanData& b, bool fused, bool accumulate, T init) {
+  const ScanCase& c = f.c;
+  const int64_t rows = c.B * c.L;
+  // Operands of both directions in T; z and dy are direction 0's.
+  std::vector<T> xz[2] = {cast_vec<T>(f.xz), cast_vec<T>(b.xz)}, delta[2] = {cast_vec<T>(f.delta), cast_vec<T>(b.delta)};
+  std::vector<T> A[2] = {cast_vec<T>(f.A), cast_vec<T>(b.A)}, bc[2] = {cast_vec<T>(f.bc), cast_vec<T>(b.bc)};
+  std::vector<T> D[2] = {cast_vec<T>(f.D), cast_vec<T>(b.D)}, bias[2] = {cast_vec<T>(f.bias), cast_vec<T>(b.bias)};
+  const std::vector<T> dy = cast_vec<T>(f.dy);
+  BidirRun<T> out;
+  out.dz.assign(size_t(rows * f.ldu), init);
+  ScanOperands<T> s[2];
+  ScanGrads<T> g[2];
+  for (int k = 0; k < 2; ++k) {
+    out.du[k].assign(size_t(rows * f.ldu), init);
+    out.ddelta[k].assign(size_t(rows * f.ldd), init);
+    out.dbc[k].assign(size_t(rows * f.ldbc), init);
+    ScanOperands<T>& o = s[k];
+    o.B = c.B; o.L = c.L; o.E = c.E; o.N = c.N;
+    o.u = xz[k].data(); o.ldu = f.ldu;
+    o.delta = delta[k].data(); o.lddelta = f.ldd;
+    o.A = A[k].data();
+    o.Bm = bc[k].data() + 1; o.ldB = f.ldbc;
+    o.Cm = bc[k].data() + 1 + c.N; o.ldC = f.ldbc;
+    o.D = c.with_D ? D[k].data() : nullptr;
+    o.z = c.with_z ? xz[0].data() + c.E : nullptr; o.ldz = f.ldu;
+    o.delta_bias = c.with_bias ? bias[k].data() : nullptr;
+    o.delta_softplus = c.softplus;
+    o.reverse = k == 1;
+    o.out_scale = T(c.out_scale);
+    ScanGrads<T>& gk = g[k];
+    gk.dy = dy.data(); gk.lddy = f.ldy;
+    gk.du = out.du[k].data(); gk.lddu = f.ldu;
+    gk.ddelta = out.ddelta[k].data(); gk.ldddelta = f.ldd;
+    gk.dB = out.dbc[k].data() + 1; gk.lddB = f.ldbc;
+    gk.dC = out.dbc[k].data() + 1 + c.N; gk.lddC = f.ldbc;
+    gk.dz = c.with_z ? out.dz.data() : nullptr; gk.lddz = f.ldu;
+  }
+  if (fused) {
+    g[1].dz = nullptr;
+    selective_scan_backward<T>(s, g, 2, accumulate);
+  } else {
+    selective_scan_backward<T>(s[0], g[0]);
+    selective_scan_backward<T>(s[1], g[1]);
+  }
+  return out;
+}
+
+template <typename T>
+double max_rel(const std::vector<T>& a, const std::vector<T>& b) {
+  double num = 0, den = 1e-30;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
+    den = std::max(den, std::fabs(double(b[i])));
+  }
+  return num / den;
+}
+
+template <typename T>
+double bidir_diff(const BidirRun<T>& x, const BidirRun<T>& y) {
+  double e = max_rel(x.dz, y.dz);
+  for (int k = 0; k < 2; ++k)
+    e = std::max({e, max_rel(x.du[k], y.du[k]), max_rel(x.ddelta[k], y.ddelta[k]), max_rel(x.dbc[k], y.dbc[k])});
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("train/scan backward of both directions in one pass equals two single passes (f64, float every ISA)") {
+  const ScanCase cases[] = {
+      {2, 13, 37, 16, true, true, true, true, false, 0.5, 3},
+      {3, 9, 20, 5, true, true, true, true, false, 0.5, 0},
+      {2, 7, 18, 16, false, true, false, true, false, 1.0, 1},
+  };
+  uint64_t seed = 60;
+  for (const ScanCase& c : cases) {
+    const ScanData f = make_scan(c, seed), b = make_scan(c, seed + 100);
+    ++seed;
+    const BidirRun<double> ref = bidir_grads<double>(f, b, false, true, 0.0);
+    const double e64 = bidir_diff(bidir_grads<double>(f, b, true, true, 0.0), ref);
+    CHECK_MSG(e64 < 1e-12, "f64 N=" << c.N << ": fused vs single passes " << e64);
+    for_each_isa([&](Isa isa) {
+      const BidirRun<float> single = bidir_grads<float>(f, b, false, true, 0.f);
+      const BidirRun<float> fused = bidir_grads<float>(f, b, true, true, 0.f);
+      // accumulate = false writes every requested output, whatever it held before (the rest of
+      // each strided array keeps it).
+      BidirRun<float> over = bidir_grads<float>(f, b, true, false, 5.f);
+      const int64_t rows = c.B * c.L;
+      auto reset_unused = [&](std::vector<float>& v, int64_t ld, int64_t c0, int64_t c1) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < ld; ++j)
+            if (j < c0 || j >= c1) {
+              CHECK(v[size_t(r * ld + j)] == 5.f);
+              v[size_t(r * ld + j)] = 0.f;
+            }
+      };
+      if (c.with_z) reset_unused(over.dz, f.ldu, 0, c.E);
+      for (int k = 0; k < 2; ++k) {
+        reset_unused(over.du[k], f.ldu, 0, c.E);
+        reset_unused(over.ddelta[k], f.ldd, 0, c.E);
+        reset_unused(over.dbc[k], f.ldbc, 1, 1 + 2 * c.N);
+      }
+      if (!c.with_z) std::fill(over.dz.begin(), over.dz.end(), 0.f);
+      const double e = bidir_diff(fused, single), eo = bidir_diff(over, fused);
+      CHECK_MSG(e < 1e-6, isa_name(isa) << " N=" << c.N << ": fused vs single passes " << e);
+      CHECK_MSG(eo == 0.0, isa_name(isa) << " N=" << c.N << ": overwrite vs add into zeros " << eo);
+    });
+  }
 }
