@@ -76,18 +76,23 @@ function instrumentKernels(acc: Map<string, number>): void {
     if (typeof f !== 'function' || name.endsWith('Ref')) continue;
     k[name] = (...args: unknown[]) => {
       const c0 = process.cpuUsage();
+      const w0 = performance.now();
       try {
         return (f as (...a: unknown[]) => unknown)(...args);
       } finally {
         const c = process.cpuUsage(c0);
+        kwall.set('(all kernels)', (kwall.get('(all kernels)') ?? 0) + performance.now() - w0);
         let key = name;
         if (name === 'gemmF32') key += ` ${args[2]}x${args[3]}x${args[4]}`;
         else if (name === 'gemmU8S8F32') key += ` ${args[0]}x${args[1]}x${args[2]}`;
         acc.set(key, (acc.get(key) ?? 0) + (c.user + c.system) / 1000);
+        kwall.set(key, (kwall.get(key) ?? 0) + performance.now() - w0);
       }
     };
   }
 }
+/** Wall time per kernel (--kernels), next to the CPU time. */
+const kwall = new Map<string, number>();
 
 const model = randomVimModel(arch, 0);
 quantizeForSpeed(model, 8, 8, { seed: 0 });
@@ -160,6 +165,7 @@ for (const precision of values.interleave ? [] : precisions) {
   for (let i = 0; i < warmup; i++) once();
   if (values.profile) instrument(runner.ops, acc);
   kacc.clear();
+  kwall.clear();
   const runs = Array.from({ length: iters }, once);
   const wall = median(runs.map((r) => r.wall));
   const cpu = median(runs.map((r) => r.cpu));
@@ -172,8 +178,9 @@ for (const precision of values.interleave ? [] : precisions) {
   }
   if (values.kernels) {
     for (const [k, v] of [...kacc.entries()].sort((a, b) => b[1] - a[1])) {
-      if (v / iters >= 0.05) console.log(`      ${k.padEnd(30)} ${(v / iters).toFixed(1).padStart(8)} ms cpu`);
+      if (v / iters >= 0.05) console.log(`      ${k.padEnd(30)} ${(v / iters).toFixed(1).padStart(8)} ms cpu ${((kwall.get(k) ?? 0) / iters).toFixed(1).padStart(8)} ms wall`);
     }
+    console.log(`      ${'(all kernels)'.padEnd(30)} ${''.padStart(8)}        ${((kwall.get('(all kernels)') ?? 0) / iters).toFixed(1).padStart(8)} ms wall`);
   }
   result[`${precision}_ms`] = Math.round(wall * 10) / 10;
   result[`${precision}_cpu_ms`] = Math.round(cpu * 10) / 10;

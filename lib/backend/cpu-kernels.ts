@@ -116,7 +116,16 @@ export interface ScanBidirF32Args {
   ldq?: number;
   /** Required with q. */
   quant?: TokenQuantizer;
+  /**
+   * How softplus, SiLU and the decays are evaluated (ScanMath in scan_bidir.h): 'exact'
+   * (default; ≤ 3 ulp, the FP32 path) or 'fast' (relative error ≤ 7e-5 each, for the
+   * quantized path; AVX-512 builds only, elsewhere exact). The `…Ref` function ignores it.
+   */
+  math?: ScanMath;
 }
+
+/** See ScanBidirF32Args.math. */
+export type ScanMath = 'exact' | 'fast';
 
 /** INT8 weights packed once for the CPU INT8 GEMM (an opaque native handle; freed by GC). */
 export interface PackedInt8 {

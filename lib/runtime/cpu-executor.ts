@@ -1,7 +1,7 @@
 import type { Act, Grid, LinearSite, Mat, ModelOps, ScanDirection, TokenOrder } from '../models/ops.js';
 import { aQmax, paramsInOriginalOrder, wQmax, type LinearQuant } from '../quant/params.js';
 import { Tensor } from '../tensor/tensor.js';
-import { cpuKernels, type PackedInt8, type ScanDtProjInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
+import { cpuKernels, type PackedInt8, type ScanDtProjInt8, type ScanMath, type TokenQuantizer } from '../backend/cpu-kernels.js';
 import { backboneKernels, type BackboneKernels } from '../backend/backbone-kernels.js';
 
 /** A host matrix view: `data` starts at element (0, 0). */
@@ -57,9 +57,24 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   /** Whether INT8 dt_proj outputs are computed inside the bidirectional scan (pendingDtProj). */
   readonly fuseDtProj: boolean;
 
-  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean } = {}) {
+  /**
+   * The math (ScanMath) of a bidirectional scan whose output feeds a quantized out_proj: 'fast'
+   * in the quantized modes (int8 and its simulation alike, so the two keep computing the same
+   * scan), else — and everywhere with PTQ4VM_EXACT_SCAN=1 — 'exact'. Every other scan (fp32
+   * mode, FP models, FP out_proj) is exact. See docs/design.md, numerics.
+   */
+  readonly quantizedScanMath: ScanMath;
+
+  /** u8 code buffers by length, reused across ops like the fp32 pool (see allocCodes). */
+  private readonly codePool = new Map<number, Uint8Array[]>();
+  private codeScopes: Uint8Array[][] = [[]];
+
+  /** opts.quantizedScanMath overrides the choice (and the environment) for tests and benchmarks. */
+  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean; quantizedScanMath?: ScanMath } = {}) {
     this.quantMode = opts.quantMode ?? 'int8';
     this.fuseDtProj = opts.fuseDtProj ?? true;
+    this.quantizedScanMath =
+      opts.quantizedScanMath ?? (this.quantMode === 'off' || process.env.PTQ4VM_EXACT_SCAN === '1' ? 'exact' : 'fast');
   }
 
   get precision(): string {
@@ -76,8 +91,28 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     return { data: buffer, buffer, rows, cols, ld: cols };
   }
 
+  /**
+   * A u8 buffer for activation codes, returned to a pool when the current scope ends. Codes
+   * never outlive their block (each feeds the next linear of the same mixer), and a fresh
+   * Uint8Array per op cost the INT8 forward ~3 % (zero-filling and page faults).
+   */
+  private allocCodes(n: number): Uint8Array {
+    const codes = this.codePool.get(n)?.pop() ?? new Uint8Array(n);
+    this.codeScopes[this.codeScopes.length - 1]!.push(codes);
+    return codes;
+  }
+
+  private releaseCodes(list: Uint8Array[]): void {
+    for (const c of list) {
+      let free = this.codePool.get(c.length);
+      if (!free) this.codePool.set(c.length, (free = []));
+      free.push(c);
+    }
+  }
+
   beginScope(): void {
     this.scopes.push(new Set());
+    this.codeScopes.push([]);
   }
 
   /** Returns every buffer allocated since beginScope to the pool, except those `keep` views live in. */
@@ -90,11 +125,14 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       if (kept.has(b)) parent.add(b);
       else this.release(b);
     }
+    this.releaseCodes(this.codeScopes.pop() ?? []);
   }
 
   endForward(): void {
     for (const scope of this.scopes) for (const b of scope) this.release(b);
     this.scopes = [new Set()];
+    for (const list of this.codeScopes) this.releaseCodes(list);
+    this.codeScopes = [[]];
   }
 
   private release(b: Float32Array): void {
@@ -161,7 +199,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const fused = this.fusedQuantizer(next);
     if (fused) {
       // INT8: in_proj's quantized input straight from the norm; the fp32 rows are never written.
-      const codes = new Uint8Array(rows * D);
+      const codes = this.allocCodes(rows * D);
       this.k.addRmsNormQuantizeF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, null,
         fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, D);
       return { residual: res, normed: { quantized: { site: next!, codes, ld: D } satisfies QuantizedRows } };
@@ -197,7 +235,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const fused = this.fusedQuantizer(next);
     if (fused) {
       // The scan needs the fp32 values, x_proj their quantization: both from one pass.
-      const codes = new Uint8Array(x.rows * E);
+      const codes = this.allocCodes(x.rows * E);
       this.k.causalConv1dSiluQuantizeF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, out.data, out.ld,
         fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, E);
       return { fp: out, quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
@@ -213,11 +251,14 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       const dtProj = this.pendingDtProj.get(d.delta);
       return dtProj ? { ...common, dtProj } : { ...common, delta: d.delta.data, lddelta: d.delta.ld };
     };
-    const args = { B: z.rows / L, L, E, N: dirs[0].B.cols, fwd: dir(dirs[0]), bwd: dir(dirs[1]), z: z.data, ldz: z.ld, deltaSoftplus: true };
+    const args = {
+      B: z.rows / L, L, E, N: dirs[0].B.cols, fwd: dir(dirs[0]), bwd: dir(dirs[1]), z: z.data, ldz: z.ld, deltaSoftplus: true,
+      math: this.quantMode !== 'off' && next.quant ? this.quantizedScanMath : 'exact',
+    };
     const fused = this.fusedQuantizer(next);
     if (fused) {
       // INT8: the combined, gated output goes straight to out_proj's u8 input.
-      const codes = new Uint8Array(z.rows * E);
+      const codes = this.allocCodes(z.rows * E);
       this.k.selectiveScanBidirF32({ ...args, q: codes, ldq: E, quant: fused });
       return { quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
     }
@@ -266,7 +307,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       if (!a) throw new Error(`${site.name}: no input for the INT8 GEMM`);
       rows = a.rows;
       ld = K;
-      codes = new Uint8Array(rows * K);
+      codes = this.allocCodes(rows * K);
       let invScale = c.invScale;
       if (q.granularity === 'per-token-dynamic') {
         period = rows;
@@ -328,7 +369,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       zero = new Int32Array(rows);
       this.k.quantizeParamsDynamic(rows, cols, a.data, a.ld, c.invSmooth, qmax, scale, invScale, zero);
     }
-    const codes = new Uint8Array(rows * cols);
+    const codes = this.allocCodes(rows * cols);
     this.k.quantizeU8(rows, cols, period, a.data, a.ld, c.invSmooth, invScale, zero, qmax, codes, cols);
     const out = this.alloc(rows, cols);
     const d = out.data;

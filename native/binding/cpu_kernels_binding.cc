@@ -6,6 +6,7 @@
 // trust their input). Aliasing allowed: residualOut may be residualIn (or x) and out may be x
 // (or residualIn) in the RMSNorm ops. Any other output overlapping an input is refused.
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <new>
 #include <stdexcept>
@@ -163,6 +164,21 @@ class ObjectArgs {
     if (v.IsUndefined()) return fallback;
     if (!v.IsBoolean()) type_error(name, "a boolean");
     return v.As<Napi::Boolean>().Value();
+  }
+  // A string that must be one of `choices` (absent: `fallback`); returns its index.
+  size_t choice(const char* name, std::initializer_list<const char*> choices, size_t fallback) const {
+    Napi::Value v = get(name);
+    if (v.IsUndefined()) return fallback;
+    std::string list;
+    for (const char* c : choices) list += std::string(list.empty() ? "" : " | ") + "'" + c + "'";
+    if (!v.IsString()) type_error(name, list.c_str());
+    const std::string got = v.As<Napi::String>().Utf8Value();
+    size_t i = 0;
+    for (const char* c : choices) {
+      if (got == c) return i;
+      ++i;
+    }
+    args_.fail("'" + prefix_ + name + "' must be " + list);
   }
   double number(const char* name, double fallback) const {
     Napi::Value v = get(name);
@@ -614,12 +630,13 @@ Napi::Value CausalConv1dSiluQuantizeF32(const Napi::CallbackInfo& info) {
 }
 
 // selectiveScanBidirF32({B, L, E, N, fwd: Dir, bwd: Dir, z, ldz, deltaSoftplus = true,
-//                        y?, ldy?, q?, ldq?, quant?})
+//                        y?, ldy?, q?, ldq?, quant?, math = 'exact'})
 //   Dir = {u, ldu, delta, lddelta, A, Bm, ldB, Cm, ldC, D?, deltaBias?, dtProj?}; y and/or q
 //   required; quant = {period, invSmooth?, invScale, zero, qmax} required with q.
 //   dtProj = {R, q: Uint8Array, ldq, period, aScale, aZero: Int32Array (0..255), qweight:
 //   Int8Array [E·R], wScale [E]}: Δ computed in the kernel as the INT8 dt_proj (ScanDtProjInt8);
 //   delta and lddelta are then not read (may be omitted).
+//   math: 'exact' | 'fast' (ScanMath); the reference always computes exactly (in double).
 template <bool kRef>
 Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   const char* fn = kRef ? "selectiveScanBidirF32Ref" : "selectiveScanBidirF32";
@@ -692,6 +709,7 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   s.z = o.f32("z", z_len).data;
   inputs.push_back({s.z, z_len * 4, "z"});
   s.delta_softplus = o.boolean("deltaSoftplus", true);
+  s.math = o.choice("math", {"exact", "fast"}, 0) == 1 ? ScanMath::fast : ScanMath::exact;
   int64_t y_len = 0, q_len = 0;
   if (o.has("y")) {
     s.ldy = o.integer("ldy", 0, kMaxDim);

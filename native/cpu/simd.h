@@ -342,6 +342,59 @@ inline VecF exp2_f32(VecF x) { return std::exp2(x.v); }
 inline VecF exp2_in_range_f32(VecF x) { return exp2_f32(x); }
 #endif
 
+// ---- Reduced-precision math of the quantized scan (ScanMath::fast, see scan_bidir.h): its
+// output is rounded to an 8-bit grid whose step is ~4e-3 of the token's range, so relative
+// errors of 1e-5..1e-4 in Δ, the gate and the decays cost no accuracy and save a third of the
+// scan's arithmetic outside the recurrence. AVX-512 only; the other builds keep the exact math.
+#if defined(__AVX512F__)
+// 2^x for x in [−125, 125] (the caller checks) by exp2_in_range_f32's table and a first-order
+// correction s·(1 + r·ln 2), |r| ≤ 1/64: relative error ≤ 6e-5, exact at x = 0 (so a decay
+// near 1, which the recurrence raises to high powers, keeps its exponent to within |x|·0.6 %).
+inline VecF exp2_fast_in_range_f32(VecF x) {
+  constexpr float kRound32 = 393216.0f;
+  const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound32));
+  const __m512 r = _mm512_sub_ps(x.v, _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));
+  const __m512i ti = _mm512_castps_si512(t);
+  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Table32Bits), ti,
+                                                  _mm512_load_si512(kExp2Table32Bits + 16));
+  const __m512 s = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
+  return _mm512_fmadd_ps(s, _mm512_mul_ps(r, _mm512_set1_ps(0.693147182f)), s);
+}
+
+// e^x, relative error ≤ 6e-5; x is clamped to [−86, 86] (results in [2^−124, 2^124]).
+inline VecF exp_fast_f32(VecF x) {
+  x = min(VecF::set1(86.0f), max(VecF::set1(-86.0f), x));
+  constexpr float kRound32 = 393216.0f;
+  // x·log2 e split exactly into k (a multiple of 1/32) + r by the multiply-adds.
+  const __m512 t = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound32));
+  const __m512 r = _mm512_fmsub_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));
+  const __m512i ti = _mm512_castps_si512(t);
+  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Table32Bits), ti,
+                                                  _mm512_load_si512(kExp2Table32Bits + 16));
+  const __m512 s = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
+  return _mm512_fmadd_ps(s, _mm512_mul_ps(r, _mm512_set1_ps(0.693147182f)), s);
+}
+
+// log1p(y) for y in [0, 1] as y·P(y), P of degree 5 (minimax in relative error: 8.5e-6).
+inline VecF log1p_unit_fast_f32(VecF y) {
+  VecF p = fma(VecF::set1(-0.0238688793f), y, VecF::set1(0.101221636f));
+  p = fma(p, y, VecF::set1(-0.210048169f));
+  p = fma(p, y, VecF::set1(0.325206518f));
+  p = fma(p, y, VecF::set1(-0.499361336f));
+  p = fma(p, y, VecF::set1(0.999991596f));
+  return p * y;
+}
+
+// softplus (relative error ≤ 7e-5): max(x, 0) + log1p(e^−|x|); above 20 the sum rounds to x.
+inline VecF softplus_fast_f32(VecF x) {
+  const VecF neg_abs = _mm512_or_ps(x.v, _mm512_set1_ps(-0.0f));
+  return max(x, VecF::zero()) + log1p_unit_fast_f32(exp_fast_f32(neg_abs));
+}
+
+// silu(x) = x / (1 + e^−x), relative error ≤ 7e-5.
+inline VecF silu_fast_f32(VecF x) { return x * recip_f32(VecF::set1(1.0f) + exp_fast_f32(VecF::zero() - x)); }
+#endif
+
 // The first n (1..kWidth) bytes at p as floats, the other lanes 0; reads no byte past p[n−1].
 #if defined(__AVX512F__)
 inline VecF load_u8_f32(const uint8_t* p, int n) {
@@ -392,6 +445,14 @@ inline VecF softplus_f32(VecF x) {
 
 // silu(x) = x · sigmoid(x) = x / (1 + e^−x).
 inline VecF silu_f32(VecF x) { return x * recip_f32(VecF::set1(1.0f) + exp_f32(VecF::zero() - x)); }
+
+#if !defined(__AVX512F__)
+// The builds without AVX-512 keep the exact math for ScanMath::fast too.
+inline VecF exp2_fast_in_range_f32(VecF x) { return exp2_in_range_f32(x); }
+inline VecF exp_fast_f32(VecF x) { return exp_f32(x); }
+inline VecF softplus_fast_f32(VecF x) { return softplus_f32(x); }
+inline VecF silu_fast_f32(VecF x) { return silu_f32(x); }
+#endif
 
 }  // namespace
 }  // namespace ptq4vm::cpu

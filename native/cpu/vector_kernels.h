@@ -26,8 +26,9 @@ namespace ptq4vm::cpu {
 //   A·log2(e) transposed to [N, E] with row stride a2t_ld ≥ E rounded up to 16 (zero-padded, so
 //   a full vector may be read at any e0); state holds N · vector_lanes() floats of scratch.
 // eval_math: y[i] = f(x[i]) with this build's vector math (simd.h), so tests can measure ulps.
-// Exp2InRange: the scans' exp2_in_range_f32 (x in [−125, 125] only).
-enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu, Exp2InRange };
+// Exp2InRange: the scans' exp2_in_range_f32 (x in [−125, 125] only); the *Fast functions are
+// the reduced-precision ones of ScanMath::fast (simd.h).
+enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu, Exp2InRange, Exp2FastInRange, ExpFast, SoftplusFast, SiluFast };
 
 #define PTQ4VM_VECTOR_ISA_DECLS                                                                 \
   int vector_lanes();                                                                           \

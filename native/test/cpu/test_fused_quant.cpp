@@ -181,6 +181,59 @@ TEST_CASE("selective_scan_bidir_f32: fp32 output and bytes, ragged shapes, every
   });
 }
 
+TEST_CASE("selective_scan_bidir_f32: math fast stays within its bound of the reference, every ISA") {
+  // Per step, softplus, SiLU and the decays are off by ≤ 7e-5 relative; a state's error grows
+  // with the number of steps its memory spans (≤ L = 40 here), hence 40 · 7e-5 ≈ 3e-3 at worst.
+  // The bytes are still exactly quantize_u8 of the fast y, and within one level of the exact ones.
+  Rng rng(87);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      double worst = 0;
+      int64_t bytes = 0, differing = 0;
+      for (int iter = 0; iter < 10; ++iter) {
+        const int64_t N = std::vector<int64_t>{16, 5, 16, 17, 1}[size_t(iter % 5)];
+        auto s = make_bidir(rng, rng.integer(1, 3), rng.integer(1, 40), rng.integer(1, 50), N);
+        BiScanArgs a = s.args;
+        const int64_t rows = a.B * a.L;
+        a.ldy = a.ldq = a.E;
+        auto qp = make_quant(rng, a.E, a.L, 1.0f, iter % 2 == 0, 255);
+        a.quant = qp.q;
+        std::vector<float> y(size_t(rows * a.E)), y_exact(y.size()), y_ref(y.size());
+        std::vector<uint8_t> q(size_t(rows * a.E)), q_exact(q.size()), q_ref(q.size());
+        a.math = ScanMath::fast, a.y = y.data(), a.q = q.data();
+        selective_scan_bidir_f32(a);
+        a.math = ScanMath::exact, a.y = y_exact.data(), a.q = q_exact.data();
+        selective_scan_bidir_f32(a);
+        a.y = y_ref.data(), a.q = q_ref.data();
+        selective_scan_bidir_f32_ref(a);
+        const double err = rel_max_err(y.data(), y_ref.data(), y.size());
+        worst = std::max(worst, err);
+        CHECK_MSG(err < 3e-3, "L=" << a.L << " E=" << a.E << " N=" << a.N << " err " << err);
+        if (isa == Isa::Avx512 || isa == Isa::Avx512Vnni) {
+          // The fast math is really in use there (elsewhere it is the exact math).
+          CHECK_MSG(std::memcmp(y.data(), y_exact.data(), y.size() * sizeof(float)) != 0, "fast == exact");
+        } else {
+          CHECK(std::memcmp(y.data(), y_exact.data(), y.size() * sizeof(float)) == 0);
+        }
+        std::vector<uint8_t> requant(q.size());
+        quantize_u8_ref(rows, a.E, a.quant.period, y.data(), a.E, a.quant.inv_smooth, a.quant.inv_scale, a.quant.zero,
+                        a.quant.qmax, requant.data(), a.E);
+        CHECK(requant == q);
+        for (size_t i = 0; i < q.size(); ++i) {
+          CHECK(std::abs(int(q[i]) - int(q_ref[i])) <= 1);
+          differing += q[i] != q_exact[i];
+        }
+        bytes += int64_t(q.size());
+      }
+      // Most bytes agree with the exact scan's: the error is a small fraction of a level.
+      CHECK_MSG(differing * 50 <= bytes, differing << " of " << bytes << " bytes differ from the exact scan's");
+      CHECK(worst > 0);
+    }
+  });
+}
+
 TEST_CASE("selective_scan_bidir_f32: equals two single-direction scans combined") {
   Rng rng(84);
   auto s = make_bidir(rng, 2, 30, 33, 16);
