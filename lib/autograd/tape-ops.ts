@@ -1,4 +1,4 @@
-import type { Act, LinearSite, Mat, ModelOps, ScanDirection } from '../models/ops.js';
+import type { Act, BackboneOps, Grid, LinearSite, Mat, ScanDirection, TokenOrder } from '../models/ops.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FloatArray } from './native.js';
 import type { Tape } from './tape.js';
@@ -47,10 +47,12 @@ export interface TapeExecutorOptions {
 
 /**
  * The model graph's ops on the autograd tape, so JLSS trains exactly the forward that inference
- * runs (lib/models/vim/graph.ts), not a second copy of it. Covers the mixer (what JLSS trains);
- * embedding, norms and the head are not differentiated and throw.
+ * runs (lib/models/<family>/graph.ts), not a second copy of it. Covers what JLSS trains: the Vim and
+ * LocalVim mixers (from their normalized input) and the VMamba / LocalVMamba blocks (LayerNorms,
+ * scans, channel gates, MLP and residuals included). Embeddings, stems, patch merging, RoPE and
+ * the heads are not differentiated and throw.
  */
-export class TapeExecutor implements ModelOps<TapeMat> {
+export class TapeExecutor implements BackboneOps<TapeMat> {
   readonly device = 'cpu' as const;
   readonly precision: string;
   private readonly tape: Tape;
@@ -61,6 +63,8 @@ export class TapeExecutor implements ModelOps<TapeMat> {
   private readonly constants = new WeakMap<Float32Array, FloatArray>();
   /** Outputs of linear() not computed yet: the (fake-quantized) input and weight. */
   private readonly pendingLinears = new WeakMap<TapeMat, { x: Var; w: Var; done: () => boolean }>();
+  /** Buffers from alloc(): scatterTokens writes into them by replacing their value. */
+  private readonly buffers = new WeakSet<TapeMat>();
 
   constructor(tape: Tape, opts: TapeExecutorOptions = {}) {
     this.tape = tape;
@@ -86,8 +90,13 @@ export class TapeExecutor implements ModelOps<TapeMat> {
     return w;
   }
 
+  /** A zero matrix that scatterTokens may write into (its `v` is replaced by each write). */
   alloc(rows: number, cols: number): TapeMat {
-    return tapeMat(Var.constant(toPrecision(new Float32Array(rows * cols), this.p), [rows, cols]));
+    const m: { v: Var; rows: number; cols: number; ld: number } = {
+      v: Var.constant(toPrecision(new Float32Array(rows * cols), this.p), [rows, cols]), rows, cols, ld: cols,
+    };
+    this.buffers.add(m);
+    return m;
   }
 
   colSlice(m: TapeMat, start: number, end: number): TapeMat {
@@ -102,7 +111,6 @@ export class TapeExecutor implements ModelOps<TapeMat> {
 
   linear(x: Act<TapeMat>, site: LinearSite): TapeMat {
     if (!x.fp) throw new Error(`${site.name}: the tape needs the floating-point input`);
-    if (site.bias) throw new Error(`${site.name}: biased linears are not differentiated`);
     let a = x.fp.v;
     let w = this.weightOf(site);
     const q = this.quant.get(site);
@@ -110,6 +118,7 @@ export class TapeExecutor implements ModelOps<TapeMat> {
       a = this.tape.fakeQuantAct(a, q.smooth, q.ascale, { zero: q.azero, qmax: q.aqmax, period: q.period, reversePeriod: q.reversePeriod ?? false });
       w = this.tape.fakeQuantWeight(w, q.smooth, q.wscale, { qmax: q.wqmax });
     }
+    if (site.bias) return tapeMat(this.tape.addRowBias(this.tape.matmulNT(a, w), this.constant(site.bias.data)));
     // Deferred: the graph may read the output only through column slices (in_proj's x and z).
     const tape = this.tape;
     let out: Var | null = null;
@@ -133,6 +142,75 @@ export class TapeExecutor implements ModelOps<TapeMat> {
       deltaBias: this.constant(d.deltaBias), softplus: true, reverse: d.reverse,
     });
     return { fp: tapeMat(this.tape.bidirectionalScan(dir(dirs[0]), dir(dirs[1]), z.v, seqLen)) };
+  }
+
+  // ---- the other backbones' ops (BackboneOps)
+
+  gatherTokens(x: TapeMat, batch: number, order: TokenOrder): TapeMat {
+    return tapeMat(this.tape.gatherTokens(x.v, batch, order.gather));
+  }
+
+  scatterTokens(y: TapeMat, batch: number, order: TokenOrder, out: TapeMat, accumulate: boolean, gate: TapeMat | null): void {
+    if (!this.buffers.has(out)) throw new Error('TapeExecutor: scatterTokens writes only into buffers from alloc()');
+    (out as { v: Var }).v = this.tape.scatterTokens(y.v, batch, order.rows, order.scatter, out.v, accumulate, gate ? gate.v : null);
+  }
+
+  layerNorm(x: TapeMat, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number): Act<TapeMat> & { fp: TapeMat } {
+    return { fp: tapeMat(this.tape.layerNorm(x.v, this.constant(weight.data), bias ? this.constant(bias.data) : null, eps)) };
+  }
+
+  layerNormTokenMean(x: TapeMat, batch: number, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, select: TokenOrder | null): TapeMat {
+    return tapeMat(this.tape.layerNormTokenMean(x.v, batch, select ? select.scatter : null, this.constant(weight.data),
+      bias ? this.constant(bias.data) : null, eps));
+  }
+
+  selectiveScan(d: ScanDirection<TapeMat>, z: TapeMat | null, seqLen: number): Act<TapeMat> & { fp: TapeMat } {
+    return {
+      fp: tapeMat(this.tape.selectiveScan(d.u.v, d.delta.v, d.B.v, d.C.v, z ? z.v : null, {
+        A: this.constant(d.A), D: this.constant(d.D), deltaBias: this.constant(d.deltaBias), softplus: true, reverse: d.reverse, seqLen,
+      })),
+    };
+  }
+
+  gelu(x: TapeMat): Act<TapeMat> & { fp: TapeMat } {
+    return { fp: tapeMat(this.tape.gelu(x.v)) };
+  }
+
+  sigmoid(x: TapeMat): TapeMat {
+    return tapeMat(this.tape.sigmoid(x.v));
+  }
+
+  mulSilu(x: TapeMat, z: TapeMat): Act<TapeMat> & { fp: TapeMat } {
+    return { fp: tapeMat(this.tape.mul(x.v, this.tape.silu(z.v))) };
+  }
+
+  add(a: TapeMat, b: TapeMat): TapeMat {
+    return tapeMat(this.tape.add(a.v, b.v));
+  }
+
+  depthwiseConv2d(x: TapeMat, batch: number, grid: Grid, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, silu: boolean): Act<TapeMat> & { fp: TapeMat } {
+    return {
+      fp: tapeMat(this.tape.depthwiseConv2d(x.v, batch, grid.H, grid.W, this.constant(weight.data), bias ? this.constant(bias.data) : null, silu)),
+    };
+  }
+
+  addPositions(): TapeMat {
+    throw new Error('TapeExecutor: position embeddings are not differentiated');
+  }
+  rope(): TapeMat {
+    throw new Error('TapeExecutor: RoPE is not differentiated');
+  }
+  meanTokens(): TapeMat {
+    throw new Error('TapeExecutor: token pooling is not differentiated');
+  }
+  conv2dImages(): { out: TapeMat; grid: Grid } {
+    throw new Error('TapeExecutor: the stem is not differentiated');
+  }
+  conv2d(): { out: TapeMat; grid: Grid } {
+    throw new Error('TapeExecutor: conv2d (stems, downsampling) is not differentiated');
+  }
+  patchMerge(): { out: TapeMat; grid: Grid } {
+    throw new Error('TapeExecutor: patch merging is not differentiated');
   }
 
   toHost(m: TapeMat): Float32Array {

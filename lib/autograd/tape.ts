@@ -1,3 +1,4 @@
+import { backboneTrainKernels } from '../backend/backbone-kernels.js';
 import { trainKernels, type FloatArray } from './native.js';
 import type { BufferPool } from './pool.js';
 import { allocFloats, type Precision, Var } from './var.js';
@@ -468,6 +469,156 @@ export class Tape {
         k.trainScanBackward(nb, L, E, N, d.u.data, d.delta.data, c.A, d.B.data, d.C.data, c.D, z ? z.data : null, c.bias,
           c.softplus, c.reverse, outScale, g, gr[0], gr[1], gr[2], gr[3], gr[4], accumulate);
       });
+    });
+  }
+
+  // ---- ops of the other backbones' JLSS units (LocalVim, VMamba, LocalVMamba; train_backbone.h) ----
+
+  /** x [rows, cols] + bias on every row (bias frozen: a biased linear's output). Gradient to x. */
+  addRowBias(x: Var, bias: FloatArray): Var {
+    const [rows, cols] = matrix('addRowBias', 'x', x);
+    frozen('addRowBias', 'bias', bias, cols, x.precision);
+    const out = this.alloc(x.precision, rows * cols);
+    for (let r = 0; r < rows; r++) for (let j = 0, o = r * cols; j < cols; j++) out[o + j] = x.data[o + j]! + bias[j]!;
+    return this.record(out, [rows, cols], [x], (g) => {
+      const gx = this.grad(x);
+      for (let i = 0; i < gx.length; i++) gx[i] += g[i]!;
+    });
+  }
+
+  /** LayerNorm over the columns of each row (weight / bias frozen, null → 1 / 0). Gradient to x. */
+  layerNorm(x: Var, weight: FloatArray | null, bias: FloatArray | null, eps: number): Var {
+    const [rows, cols] = matrix('layerNorm', 'x', x);
+    const w = frozen('layerNorm', 'weight', weight, cols, x.precision), b = frozen('layerNorm', 'bias', bias, cols, x.precision);
+    const k = backboneTrainKernels();
+    const out = this.alloc(x.precision, rows * cols);
+    k.trainLayerNorm(rows, cols, x.data, w, b, eps, out);
+    return this.record(out, [rows, cols], [x], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainLayerNormBackward(rows, cols, x.data, w, eps, g, gx!, accumulate);
+    });
+  }
+
+  /**
+   * [batch, cols]: per image, the mean over its rows of LayerNorm(row); with `select` ([rows per
+   * image]), only the rows whose entry is ≥ 0 (a scan order's scatter: pads are left out). Gradient to x.
+   */
+  layerNormTokenMean(x: Var, batch: number, select: Int32Array | null, weight: FloatArray | null, bias: FloatArray | null, eps: number): Var {
+    const [rows, C] = matrix('layerNormTokenMean', 'x', x);
+    if (!(Number.isInteger(batch) && batch > 0 && rows % batch === 0)) fail('layerNormTokenMean', `${rows} rows are not ${batch} images`);
+    const L = rows / batch;
+    if (select && select.length !== L) fail('layerNormTokenMean', `'select' has ${select.length} entries, images have ${L} rows`);
+    const w = frozen('layerNormTokenMean', 'weight', weight, C, x.precision);
+    const b = frozen('layerNormTokenMean', 'bias', bias, C, x.precision);
+    const k = backboneTrainKernels();
+    const out = this.alloc(x.precision, batch * C);
+    k.trainLayerNormTokenMean(batch, L, C, x.data, select, w, b, eps, out);
+    return this.record(out, [batch, C], [x], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainLayerNormTokenMeanBackward(batch, L, C, x.data, select, w, eps, g, gx!, accumulate);
+    });
+  }
+
+  /** GELU, the exact erf form. */
+  gelu(x: Var): Var {
+    const k = backboneTrainKernels();
+    const out = this.alloc(x.precision, x.size);
+    k.trainGelu(x.size, x.data, out);
+    return this.record(out, x.shape, [x], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainGeluBackward(x.size, x.data, g, gx!, accumulate);
+    });
+  }
+
+  sigmoid(x: Var): Var {
+    const k = backboneTrainKernels();
+    const out = this.alloc(x.precision, x.size);
+    k.trainSigmoid(x.size, x.data, out);
+    return this.record(out, x.shape, [x], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainSigmoidBackward(x.size, out, g, gx!, accumulate);
+    });
+  }
+
+  /**
+   * Depthwise conv2d of a token-major map x [batch·H·W, C] (odd K, stride 1, same zero padding;
+   * weight [C·K·K] and bias [C] or null frozen), optionally followed by SiLU. Gradient to x.
+   */
+  depthwiseConv2d(x: Var, batch: number, H: number, W: number, weight: FloatArray, bias: FloatArray | null, silu: boolean): Var {
+    const [rows, C] = matrix('depthwiseConv2d', 'x', x);
+    if (!(Number.isInteger(H) && Number.isInteger(W) && H > 0 && W > 0 && rows === batch * H * W)) {
+      fail('depthwiseConv2d', `${rows} rows are not ${batch} images of ${H}×${W}`);
+    }
+    const K = Math.round(Math.sqrt(weight.length / C));
+    frozen('depthwiseConv2d', 'weight', weight, C * K * K, x.precision);
+    const b = frozen('depthwiseConv2d', 'bias', bias, C, x.precision);
+    const k = backboneTrainKernels();
+    const out = this.alloc(x.precision, rows * C);
+    k.trainDepthwiseConv2d(batch, H, W, C, K, x.data, weight, b, silu, out);
+    return this.record(out, [rows, C], [x], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainDepthwiseConv2dBackward(batch, H, W, C, K, x.data, weight, b, silu, g, gx!, accumulate);
+    });
+  }
+
+  /** [batch·steps, C]: row t of each image is x's row gather[t] of that image, or zeros where it is −1. Gradient to x. */
+  gatherTokens(x: Var, batch: number, gather: Int32Array): Var {
+    const [rows, C] = matrix('gatherTokens', 'x', x);
+    if (!(Number.isInteger(batch) && batch > 0 && rows % batch === 0)) fail('gatherTokens', `${rows} rows are not ${batch} images`);
+    const per = rows / batch, steps = gather.length;
+    const k = backboneTrainKernels();
+    const out = this.alloc(x.precision, batch * steps * C);
+    k.trainGatherTokens(batch, per, steps, C, x.data, gather, out);
+    return this.record(out, [batch * steps, C], [x], (g) => {
+      const { grads: [gx], accumulate } = this.gradOutputs([x]);
+      k.trainGatherTokensBackward(batch, per, steps, C, gather, g, gx!, accumulate);
+    });
+  }
+
+  /**
+   * [batch·rows, C]: `base` (zeros when null) with, for every step t whose scatter[t] ≥ 0, row
+   * scatter[t] of each image set to (accumulate ? that row : 0) + y[b, t]·gate[b] (gate [batch, C]
+   * or null). Gradients to y, gate and base.
+   */
+  scatterTokens(y: Var, batch: number, rows: number, scatter: Int32Array, base: Var | null, accumulate: boolean, gate: Var | null): Var {
+    const p = samePrecision('scatterTokens', [y, base, gate]);
+    const [yr, C] = matrix('scatterTokens', 'y', y);
+    const steps = scatter.length;
+    if (yr !== batch * steps) fail('scatterTokens', `y has ${yr} rows, ${batch} images of ${steps} steps need ${batch * steps}`);
+    if (base) {
+      const [br, bc] = matrix('scatterTokens', 'base', base);
+      if (br !== batch * rows || bc !== C) fail('scatterTokens', `base must be [${batch * rows}, ${C}], got [${br}, ${bc}]`);
+    }
+    if (gate) {
+      const [gr, gc] = matrix('scatterTokens', 'gate', gate);
+      if (gr !== batch || gc !== C) fail('scatterTokens', `gate must be [${batch}, ${C}], got [${gr}, ${gc}]`);
+    }
+    const k = backboneTrainKernels();
+    const n = batch * rows * C;
+    const out = this.alloc(p, n);
+    if (base) out.set(base.data);
+    else out.fill(0);
+    k.trainScatterTokens(batch, steps, rows, C, y.data, scatter, gate ? gate.data : null, accumulate, out);
+    return this.record(out, [batch * rows, C], [y, base, gate], (g) => {
+      if (y.requiresGrad) {
+        const { grads: [gy], accumulate: acc } = this.gradOutputs([y]);
+        k.trainScatterTokensBackward(batch, steps, rows, C, y.data, scatter, gate ? gate.data : null, g, gy!, acc, null);
+      }
+      if (gate?.requiresGrad) {
+        k.trainScatterTokensBackward(batch, steps, rows, C, y.data, scatter, gate.data, g, null, false, this.grad(gate));
+      }
+      if (base?.requiresGrad) {
+        // What base held survives on the rows no step overwrites (on every row when accumulating).
+        const gb = this.grad(base);
+        const kept = new Uint8Array(rows).fill(1);
+        if (!accumulate) for (const s of scatter) if (s >= 0) kept[s] = 0;
+        for (let b = 0; b < batch; b++) {
+          for (let r = 0; r < rows; r++) {
+            if (!kept[r]) continue;
+            for (let j = 0, o = (b * rows + r) * C; j < C; j++) gb[o + j] += g[o + j]!;
+          }
+        }
+      }
     });
   }
 

@@ -89,3 +89,66 @@ export function backboneKernels(): BackboneKernels {
   cached = a as unknown as BackboneKernels;
   return cached;
 }
+
+/** Float operands of one precision: Float32Array (JLSS) or Float64Array (gradient checks). */
+type Floats = Float32Array | Float64Array;
+
+/**
+ * The differentiable backbone ops of JLSS (native/include/ptq4vm/train_backbone.h, binding
+ * native/binding/train_backbone_binding.cc): forwards and input-gradient backwards over dense
+ * token-major operands, all of ONE float type (chosen by the first float array). Backwards
+ * overwrite their gradient output unless `accumulate`; a gate gradient is always added into.
+ * Indices are validated natively (gather in [−1, rows), scatter distinct in [−1, rows)).
+ */
+export interface BackboneTrainKernels {
+  /** out = LayerNorm over cols (weight/bias null → 1/0). */
+  trainLayerNorm(rows: number, cols: number, x: Floats, weight: Floats | null, bias: Floats | null, eps: number, out: Floats): void;
+  trainLayerNormBackward(rows: number, cols: number, x: Floats, weight: Floats | null, eps: number, dout: Floats, dx: Floats,
+    accumulate: boolean): void;
+  /** out [B, C] = mean over the rows t of each image with select null or select[t] ≥ 0 of LayerNorm(x row). */
+  trainLayerNormTokenMean(B: number, L: number, C: number, x: Floats, select: Int32Array | null, weight: Floats | null,
+    bias: Floats | null, eps: number, out: Floats): void;
+  trainLayerNormTokenMeanBackward(B: number, L: number, C: number, x: Floats, select: Int32Array | null, weight: Floats | null,
+    eps: number, dout: Floats, dx: Floats, accumulate: boolean): void;
+  /** Exact-erf GELU. */
+  trainGelu(n: number, x: Floats, out: Floats): void;
+  trainGeluBackward(n: number, x: Floats, dout: Floats, dx: Floats, accumulate: boolean): void;
+  trainSigmoid(n: number, x: Floats, out: Floats): void;
+  /** From the forward's output y: dx = dout·y·(1 − y). */
+  trainSigmoidBackward(n: number, y: Floats, dout: Floats, dx: Floats, accumulate: boolean): void;
+  /** Depthwise conv2d (odd K, stride 1, same padding) of [B·H·W, C]; weight [C, 1, K, K]; optional SiLU. */
+  trainDepthwiseConv2d(B: number, H: number, W: number, C: number, K: number, x: Floats, weight: Floats, bias: Floats | null,
+    silu: boolean, out: Floats): void;
+  trainDepthwiseConv2dBackward(B: number, H: number, W: number, C: number, K: number, x: Floats, weight: Floats,
+    bias: Floats | null, silu: boolean, dout: Floats, dx: Floats, accumulate: boolean): void;
+  /** out[b·steps + t] = gather[t] ≥ 0 ? x[b·rows + gather[t]] : 0. */
+  trainGatherTokens(B: number, rows: number, steps: number, C: number, x: Floats, gather: Int32Array, out: Floats): void;
+  trainGatherTokensBackward(B: number, rows: number, steps: number, C: number, gather: Int32Array, dout: Floats, dx: Floats,
+    accumulate: boolean): void;
+  /** For scatter[t] ≥ 0: out[b·rows + scatter[t]] = (accumulate ? that : 0) + y[b·steps + t]·gate[b]; other rows kept. */
+  trainScatterTokens(B: number, steps: number, rows: number, C: number, y: Floats, scatter: Int32Array, gate: Floats | null,
+    accumulate: boolean, out: Floats): void;
+  /** dy = dout at the scattered rows · gate (0 for dropped steps); dgate += Σ_t dout·y. */
+  trainScatterTokensBackward(B: number, steps: number, rows: number, C: number, y: Floats, scatter: Int32Array,
+    gate: Floats | null, dout: Floats, dy: Floats | null, accumulateDy: boolean, dgate: Floats | null): void;
+}
+
+const TRAIN_FUNCTIONS: readonly (keyof BackboneTrainKernels)[] = [
+  'trainLayerNorm', 'trainLayerNormBackward', 'trainLayerNormTokenMean', 'trainLayerNormTokenMeanBackward', 'trainGelu',
+  'trainGeluBackward', 'trainSigmoid', 'trainSigmoidBackward', 'trainDepthwiseConv2d', 'trainDepthwiseConv2dBackward',
+  'trainGatherTokens', 'trainGatherTokensBackward', 'trainScatterTokens', 'trainScatterTokensBackward',
+];
+
+let cachedTrain: BackboneTrainKernels | undefined;
+
+/** The addon narrowed to the differentiable backbone ops; throws if it lacks any of them (stale build). */
+export function backboneTrainKernels(): BackboneTrainKernels {
+  if (cachedTrain) return cachedTrain;
+  const a = addon();
+  const missing = TRAIN_FUNCTIONS.filter((name) => typeof a[name] !== 'function');
+  if (missing.length > 0) {
+    throw new Error(`the native addon lacks ${missing.join(', ')}; rebuild it with "npm run build:addon"`);
+  }
+  cachedTrain = a as unknown as BackboneTrainKernels;
+  return cachedTrain;
+}

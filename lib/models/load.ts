@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { packageRoot } from '../backend/addon.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { isQuantTensorName, parseQuantMetadata, QUANT_FORMAT, readSiteQuant, reconstructWeight, type QuantMetadata } from '../quant/file.js';
-import type { Shape, Tensor } from '../tensor/tensor.js';
+import { formatShape, Tensor, type Shape } from '../tensor/tensor.js';
+import type { LinearQuant } from '../quant/params.js';
+import { quantizableSites, siteWeightSource } from './common/sites.js';
 import { checkVimTensors, ConfigError, inferVimConfig, parseVimConfig, vimDims, type VimConfig } from './vim/config.js';
 import { VIM_LINEARS, VimModel } from './vim/model.js';
 import type { BackboneModel } from './common/forward.js';
@@ -176,10 +178,22 @@ export function buildAnyModel(tensors: ReadonlyMap<string, Tensor>, metadata: Re
     throw new ModelLoadError((e as Error).message);
   }
   if (family === 'vim') return buildModel(tensors, metadata, where, opts);
-  if (metadata.format === QUANT_FORMAT) throw new ModelLoadError(`${where}: quantized ${FAMILY_NAMES[family]} files are not supported yet`);
-  if (metadata.format !== undefined && !metadata.format.startsWith('ptq4vm-fp/')) {
+  const quantized = metadata.format === QUANT_FORMAT;
+  if (metadata.format !== undefined && !quantized && !metadata.format.startsWith('ptq4vm-fp/')) {
     throw new ModelLoadError(`${where}: unknown __metadata__.format ${JSON.stringify(metadata.format)}`);
   }
+  if (quantized) {
+    if (metadata.config === undefined) throw new ModelLoadError(`${where}: quantized model without __metadata__.config`);
+    const model = buildFpBackbone(family, rebuildQuantizedWeights(tensors, where), metadata, where, opts);
+    attachQuantization(model, tensors, metadata, where);
+    return model;
+  }
+  return buildFpBackbone(family, tensors, metadata, where, opts);
+}
+
+/** A LocalVim / VMamba / LocalVMamba model from FP tensors (config from the metadata, the shapes and the hints). */
+function buildFpBackbone(family: Exclude<ModelFamily, 'vim'>, tensors: ReadonlyMap<string, Tensor>, metadata: Record<string, string>,
+  where: string, opts: LoadAnyModelOptions): BackboneModel {
   const canonical = canonicalTensorMap(family, tensors);
   let config: BackboneConfig;
   try {
@@ -194,6 +208,93 @@ export function buildAnyModel(tensors: ReadonlyMap<string, Tensor>, metadata: Re
     case 'vmamba': return new VMambaModel(config, fp, metadata);
     case 'localvmamba': return new LocalVMambaModel(config, fp, metadata);
   }
+}
+
+/** A tensor that must exist with this dtype and rank (quantized-file validation). */
+function quantTensor(tensors: ReadonlyMap<string, Tensor>, name: string, dtype: string, rank: number, where: string): Tensor {
+  const t = tensors.get(name);
+  if (!t) throw new ModelLoadError(`${where}: missing tensor ${name}`);
+  if (t.dtype !== dtype) throw new ModelLoadError(`${where}: tensor ${name} has dtype ${t.dtype}, expected ${dtype}`);
+  if (t.rank !== rank) throw new ModelLoadError(`${where}: tensor ${name} has shape ${formatShape(t.shape)}, expected rank ${rank}`);
+  return t;
+}
+
+/**
+ * The FP tensors of a quantized LocalVim / VMamba / LocalVMamba file, with each quantized site's
+ * weight rebuilt from its levels (W ≈ qweight·wscale/σ) under its state-dict name (VMamba's
+ * per-direction slices stacked back into `x_proj_weight` / `dt_projs_weight`), so the FP part
+ * validates against the config like any FP file.
+ */
+function rebuildQuantizedWeights(tensors: ReadonlyMap<string, Tensor>, where: string): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [k, t] of tensors) if (!isQuantTensorName(k)) out.set(k, t);
+  const stacked = new Map<string, Map<number, Tensor<'F32'>>>();
+  for (const k of tensors.keys()) {
+    if (!k.endsWith('.qweight')) continue;
+    const name = k.slice(0, -'.qweight'.length);
+    const qweight = quantTensor(tensors, k, 'I8', 2, where);
+    const [o, i] = qweight.shape as [number, number];
+    const wscale = quantTensor(tensors, `${name}.wscale`, 'F32', 1, where);
+    const smooth = quantTensor(tensors, `${name}.smooth`, 'F32', 1, where);
+    if (wscale.dim(0) !== o || smooth.dim(0) !== i) {
+      throw new ModelLoadError(`${where}: ${name}: wscale ${formatShape(wscale.shape)} and smooth ${formatShape(smooth.shape)} do not fit qweight ${formatShape(qweight.shape)}`);
+    }
+    const weight = reconstructWeight({ qweight: qweight.data as Int8Array, wscale: wscale.data as Float32Array, smooth: smooth.data as Float32Array } as LinearQuant, o, i);
+    const src = siteWeightSource(name);
+    if (out.has(src.tensor)) throw new ModelLoadError(`${where}: quantized model also stores ${src.tensor}`);
+    if (src.index === null) out.set(src.tensor, weight);
+    else {
+      let parts = stacked.get(src.tensor);
+      if (!parts) stacked.set(src.tensor, (parts = new Map()));
+      parts.set(src.index, weight);
+    }
+  }
+  for (const [name, parts] of stacked) {
+    const K = parts.size;
+    const first = parts.get(0);
+    for (let k = 0; k < K; k++) {
+      const p = parts.get(k);
+      if (!p || !first || p.dim(0) !== first.dim(0) || p.dim(1) !== first.dim(1)) {
+        throw new ModelLoadError(`${where}: the quantized slices of ${name} are not directions 0..${K - 1} of one shape`);
+      }
+    }
+    const [o, i] = first!.shape as [number, number];
+    const data = new Float32Array(K * o * i);
+    for (let k = 0; k < K; k++) data.set(parts.get(k)!.data, k * o * i);
+    out.set(name, new Tensor('F32', [K, o, i], data));
+  }
+  return out;
+}
+
+/**
+ * Reads every quantizable site's quantization from a quantized backbone file (period of per-token
+ * parameters: the site's token count at the calibrated input size) and refuses files whose
+ * quantized tensors do not match the model's quantizable sites exactly.
+ */
+function attachQuantization(model: BackboneModel, tensors: ReadonlyMap<string, Tensor>, metadata: Record<string, string>, where: string): void {
+  let meta: QuantMetadata;
+  try {
+    meta = parseQuantMetadata(metadata.quant, where);
+  } catch (e) {
+    throw new ModelLoadError((e as Error).message);
+  }
+  const size = meta.input_size;
+  if ((model.arch === 'vmamba' || model.arch === 'localvmamba') && !size) {
+    throw new ModelLoadError(`${where}: a quantized ${FAMILY_NAMES[model.arch]} file must record quant.input_size`);
+  }
+  const sites = quantizableSites(model, size?.[0], size?.[1]);
+  const names = new Set(sites.map((s) => s.site.name));
+  for (const k of tensors.keys()) {
+    if (!isQuantTensorName(k)) continue;
+    const name = k.slice(0, k.lastIndexOf('.'));
+    if (!names.has(name)) throw new ModelLoadError(`${where}: unexpected tensor ${k}: ${name} is not a linear PTQ4VM quantizes`);
+  }
+  try {
+    for (const { site, tokens } of sites) site.quant = readSiteQuant(tensors, site.name, site.outFeatures, site.inFeatures, tokens, meta, where);
+  } catch (e) {
+    throw new ModelLoadError((e as Error).message);
+  }
+  model.quantMetadata = meta;
 }
 
 /** The family of a loaded model. */

@@ -1,13 +1,14 @@
 import { preprocessFromModel, sampleIndices, type Dataset } from '../data/index.js';
-import type { VimModel } from '../models/vim/model.js';
+import type { AnyModel } from '../models/load.js';
 import { Tensor } from '../tensor/tensor.js';
 
 /**
  * The calibration images: `count` images drawn from the data set by `seed` (all of them, in
  * order, when it has exactly `count`), preprocessed for the model, as one tensor [count, C, H, W].
  * Drawing rather than taking the first ones matters for class-sorted folders such as ImageNet's.
+ * Any family: images come at the model's (nominal) img_size, square.
  */
-export async function loadCalibrationImages(model: VimModel, dataset: Dataset, count: number, where: string, seed = 0): Promise<Tensor<'F32'>> {
+export async function loadCalibrationImages(model: AnyModel, dataset: Dataset, count: number, where: string, seed = 0): Promise<Tensor<'F32'>> {
   const c = model.config;
   const preprocess = preprocessFromModel({ in_chans: c.in_chans, img_size: c.img_size }, { ...model.metadata }, where);
   if (dataset.length < count) throw new Error(`${dataset.source}: the calibration set has ${dataset.length} images, ${count} were asked for`);

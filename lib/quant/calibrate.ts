@@ -1,6 +1,6 @@
-import type { LinearSite } from '../models/ops.js';
-import { vimEmbed, vimMixer } from '../models/vim/graph.js';
-import { VIM_LINEARS, type VimLinearName, type VimModel } from '../models/vim/model.js';
+import type { Act, LinearSite } from '../models/ops.js';
+import { calibrationPlan, planUnits, type CalibrationPlan, type FpStep, type Stream, type UnitStep } from '../models/common/calibration-plan.js';
+import type { AnyModel } from '../models/load.js';
 import { CpuExecutor, type CpuMat } from '../runtime/cpu-executor.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { QuantMetadata } from './file.js';
@@ -18,7 +18,7 @@ export interface CalibrateOptions {
   abits: number;
   /** JLSS steps per block (full batch). */
   steps?: number;
-  /** SmoothQuant migration strength α. */
+  /** SmoothQuant migration strength α (default: the family's, 0.65 for VMamba, 0.5 otherwise). */
   alpha?: number;
   seed?: number;
   /** 'all' trains the six linears; 'inout' only in_proj and out_proj (the reference code's behaviour). */
@@ -31,6 +31,12 @@ export interface CalibrateOptions {
   clipNorm?: number;
   /** Values per token the activation search scores (a seeded subsample beyond this; min/max always from all). */
   searchSampleCap?: number;
+  /**
+   * Images per JLSS forward/backward pass (gradients of the chunks add up, so each step is still
+   * full batch). Default: Vim all at once; the other families as many as keep a pass near
+   * JLSS_CHUNK_ROWS rows.
+   */
+  jlssChunkImages?: number;
   onProgress?: (e: CalibrationEvent) => void;
 }
 
@@ -41,8 +47,11 @@ export type CalibrationEvent =
   | { kind: 'block-done'; block: number; blocks: number; lossBefore: number; lossAfter: number; seconds: number };
 
 export interface BlockReport {
+  /** Index of the calibration unit (Vim, LocalVim: the layer; VMamba, LocalVMamba: the block, counted over stages). */
   block: number;
-  /** mean(1 − cos) of the quantized mixer output against the FP target, before and after JLSS. */
+  /** The unit's name: `layers.i` (a mixer) or `layers.i.blocks.j` (a whole block). */
+  name: string;
+  /** mean(1 − cos) of the quantized unit output (mixer or block) against the FP target, before and after JLSS. */
   lossBefore: number;
   lossAfter: number;
   lossCurve: number[];
@@ -70,48 +79,154 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-/** Per-input-channel max|x| of every quantizable linear's input over the calibration images (FP model). */
-export function collectActivationMaxima(model: VimModel, images: Tensor<'F32'>, batch: number, onProgress?: (e: CalibrationEvent) => void): Map<string, Float32Array> {
-  const ops = new CpuExecutor({ quantMode: 'fake' });
+/**
+ * A CPU executor (fake-quant mode, so sites without `quant` run in FP) that shows `record` the
+ * fp32 input of every linear it runs: how calibration sees each site's input, in the site's own
+ * token order, whatever the graph around it.
+ */
+class RecordingExecutor extends CpuExecutor {
+  constructor(private readonly record: (site: LinearSite, x: CpuMat) => void) {
+    super({ quantMode: 'fake' });
+  }
+
+  override linear(x: Act<CpuMat>, site: LinearSite): CpuMat {
+    if (x.fp) this.record(site, x.fp);
+    return super.linear(x, site);
+  }
+}
+
+/** Rows [i0, i1) of images out of N of every stream entry (views). */
+function sliceStream(s: Stream, i0: number, i1: number, N: number): Stream {
+  const out: Record<string, Float32Array> = {};
+  for (const [k, a] of Object.entries(s)) {
+    const per = a.length / N;
+    out[k] = a.subarray(i0 * per, i1 * per);
+  }
+  return out;
+}
+
+/** Images [i0, i1) of a batch. */
+function sliceImages(images: Tensor<'F32'>, i0: number, i1: number): Tensor<'F32'> {
+  if (i0 === 0 && i1 === images.dim(0)) return images;
+  const per = images.size / images.dim(0);
+  return new Tensor('F32', [i1 - i0, ...images.shape.slice(1)], images.data.subarray(i0 * per, i1 * per));
+}
+
+/** Image ranges of at most `chunk` images (null: one range). */
+function chunkRanges(N: number, chunk: number | null): [number, number][] {
+  const per = chunk === null ? N : Math.max(1, chunk);
+  const out: [number, number][] = [];
+  for (let i0 = 0; i0 < N; i0 += per) out.push([i0, Math.min(N, i0 + per)]);
+  return out;
+}
+
+/** An FP step over all N images, `chunk` at a time; results concatenated image-major. */
+function runFpStep(ops: CpuExecutor, step: FpStep, s: Stream, images: Tensor<'F32'>, N: number, chunk: number | null): Stream {
+  const ranges = chunkRanges(N, chunk);
+  const parts = ranges.map(([i0, i1]) => {
+    const r = step.run(ops, ranges.length === 1 ? s : sliceStream(s, i0, i1, N), sliceImages(images, i0, i1), i1 - i0);
+    ops.endForward();
+    return r;
+  });
+  if (parts.length === 1) return parts[0]!;
+  const out: Record<string, Float32Array> = {};
+  for (const k of Object.keys(parts[0]!)) {
+    const total = parts.reduce((n, p) => n + p[k]!.length, 0);
+    const a = new Float32Array(total);
+    let o = 0;
+    for (const p of parts) {
+      a.set(p[k]!, o);
+      o += p[k]!.length;
+    }
+    out[k] = a;
+  }
+  return out;
+}
+
+/** A unit over all N images' input rows, `chunk` images at a time: its output rows. */
+function runUnit(ops: CpuExecutor, unit: UnitStep, input: Float32Array, N: number, chunk: number | null): Float32Array {
+  const ranges = chunkRanges(N, chunk);
+  const out = ranges.length === 1 ? null : new Float32Array(N * unit.rowsPerImage * unit.outCols);
+  for (const [i0, i1] of ranges) {
+    const n = i1 - i0, rows = n * unit.rowsPerImage;
+    const x = ops.fromHost(input.subarray(i0 * unit.rowsPerImage * unit.inCols, i1 * unit.rowsPerImage * unit.inCols), rows, unit.inCols);
+    const y = ops.toHost(unit.run(ops, { fp: x }, n));
+    ops.endForward();
+    if (!out) return y;
+    out.set(y, i0 * unit.rowsPerImage * unit.outCols);
+  }
+  return out!;
+}
+
+/** The stream after a unit: its output replaces its input entry (or joins the stream). */
+function advance(s: Stream, unit: UnitStep, out: Float32Array): Stream {
+  const next: Record<string, Float32Array> = { ...s };
+  delete next[unit.input];
+  next[unit.output] = out;
+  return next;
+}
+
+/** Per-input-channel max|x| of every quantizable linear's input over the calibration images (FP model), by site name. */
+export function collectActivationMaxima(model: AnyModel, images: Tensor<'F32'>, batch: number, onProgress?: (e: CalibrationEvent) => void,
+  plan: CalibrationPlan = calibrationPlan(model, images.dim(2), images.dim(3))): Map<string, Float32Array> {
+  const wanted = new Set(planUnits(plan).flatMap((u) => u.sites.map((s) => s.site)));
   const maxima = new Map<string, Float32Array>();
+  const ops = new RecordingExecutor((site, m) => {
+    if (!wanted.has(site)) return;
+    let acc = maxima.get(site.name);
+    if (!acc) maxima.set(site.name, (acc = new Float32Array(m.cols)));
+    for (let r = 0; r < m.rows; r++) {
+      const row = m.data.subarray(r * m.ld, r * m.ld + m.cols);
+      for (let j = 0; j < m.cols; j++) {
+        const a = Math.abs(row[j]!);
+        if (a > acc[j]!) acc[j] = a;
+      }
+    }
+  });
   const N = images.dim(0);
-  const per = images.size / N;
   for (let start = 0; start < N; start += batch) {
     const n = Math.min(batch, N - start);
-    const x = new Tensor('F32', [n, ...images.shape.slice(1)], images.data.subarray(start * per, (start + n) * per));
-    let hidden = vimEmbed(ops, model, x);
-    let residual: CpuMat | null = null;
-    for (let i = 0; i < model.layers.length; i++) {
-      ops.beginScope();
-      const layer = model.layers[i]!;
-      const norm = ops.addNorm(hidden, residual, layer.norm, model.config.eps, null);
-      const out = vimMixer(ops, model, layer, norm.normed, (name, m) => {
-        if (!name.endsWith('.in')) return;
-        const key = name.slice(0, -3);
-        let acc = maxima.get(key);
-        if (!acc) maxima.set(key, (acc = new Float32Array(m.cols)));
-        for (let r = 0; r < m.rows; r++) {
-          const row = m.data.subarray(r * m.ld, r * m.ld + m.cols);
-          for (let j = 0; j < m.cols; j++) {
-            const a = Math.abs(row[j]!);
-            if (a > acc[j]!) acc[j] = a;
-          }
-        }
-      });
-      hidden = out;
-      residual = norm.residual;
-      ops.endScope([hidden, residual]);
+    const x = sliceImages(images, start, start + n);
+    let s: Stream = {};
+    for (const step of plan.steps) {
+      if (step.kind === 'fp') s = runFpStep(ops, step, s, x, n, null);
+      else s = advance(s, step, runUnit(ops, step, s[step.input]!, n, null));
     }
-    ops.endForward();
     onProgress?.({ kind: 'stats', done: start + n, total: N });
   }
   return maxima;
 }
 
-/** Host copy of a matrix view (streams outlive the executor's scopes). */
-function copyMat(ops: CpuExecutor, m: CpuMat): Float32Array {
-  return ops.toHost(m);
+/** Each site's input rows on a stream (the unit in FP: its sites have no quant yet). */
+function captureInputs(unit: UnitStep, input: Float32Array, N: number, chunk: number | null): Map<LinearSite, Float32Array> {
+  const wanted = new Set(unit.sites.map((s) => s.site));
+  const parts = new Map<LinearSite, Float32Array[]>();
+  const ops = new RecordingExecutor((site, m) => {
+    if (!wanted.has(site)) return;
+    let list = parts.get(site);
+    if (!list) parts.set(site, (list = []));
+    list.push(ops.toHost(m));
+  });
+  runUnit(ops, unit, input, N, chunk);
+  const out = new Map<LinearSite, Float32Array>();
+  for (const [site, list] of parts) {
+    if (list.length === 1) {
+      out.set(site, list[0]!);
+      continue;
+    }
+    const a = new Float32Array(list.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of list) {
+      a.set(p, o);
+      o += p.length;
+    }
+    out.set(site, a);
+  }
+  return out;
 }
+
+/** Rows per JLSS pass the default chunking aims at for the non-Vim families (bounds the tape's memory). */
+export const JLSS_CHUNK_ROWS = 16384;
 
 /** Mean over rows of 1 − cos(a_row, b_row). */
 export function cosineLoss(a: Float32Array, b: Float32Array, rows: number, cols: number): number {
@@ -137,6 +252,7 @@ interface SiteInit {
 }
 
 function initSiteQuant(init: SiteInit, actMax: Float32Array | undefined, opts: Required<Pick<CalibrateOptions, 'method' | 'wbits' | 'abits' | 'alpha' | 'searchSampleCap' | 'seed'>> & { granularity: ActGranularity }, L: number): LinearQuant {
+  // L: the site's tokens per image (its per-token parameter count).
   const { site, input } = init;
   const out = site.outFeatures;
   const inF = site.inFeatures;
@@ -213,95 +329,90 @@ function minMaxPerGroup(gmin: Float32Array, gmax: Float32Array, qmax: number): {
 
 /**
  * Quantizes `model` in place (fills every quantizable site's `quant`) with the chosen method,
- * block by block: block i is initialised (and, for PTQ4VM, trained by JLSS) on the output of the
- * already-quantized blocks 0..i−1, against the FP block's output on the FP stream.
+ * unit by unit (lib/models/common/calibration-plan.ts: a Vim/LocalVim mixer, a VMamba/LocalVMamba
+ * block): unit i is initialised (and, for PTQ4VM, trained by JLSS) on the output of the
+ * already-quantized units 0..i−1, against the FP unit's output on the FP stream. Images are
+ * [N, C, H, W]; VMamba and LocalVMamba calibrate for that H×W (recorded in the metadata, which
+ * fixes the input size of the quantized model).
  */
-export function calibrate(model: VimModel, images: Tensor<'F32'>, options: CalibrateOptions): CalibrationReport {
+export function calibrate(model: AnyModel, images: Tensor<'F32'>, options: CalibrateOptions): CalibrationReport {
   const t0 = performance.now();
+  const plan = calibrationPlan(model, images.dim(2), images.dim(3));
   const opts = {
     method: options.method, wbits: options.wbits, abits: options.abits, onProgress: options.onProgress,
-    steps: options.steps ?? 100, alpha: options.alpha ?? 0.5, seed: options.seed ?? 0, jlssScope: options.jlssScope ?? 'all',
+    steps: options.steps ?? 100, alpha: options.alpha ?? plan.alpha, seed: options.seed ?? 0, jlssScope: options.jlssScope ?? 'all',
     lrSmooth: options.lrSmooth ?? 1e-2, lrStep: options.lrStep ?? 5e-4, weightDecay: options.weightDecay ?? 1e-5,
     clipNorm: options.clipNorm ?? 2.0, searchSampleCap: options.searchSampleCap ?? 16384,
     granularity: options.granularity ?? (SEARCHED.has(options.method) ? 'per-token-static' : 'per-tensor-static'),
   };
-  for (const s of model.allLinears()) s.quant = null;
+  const units = planUnits(plan);
+  for (const u of units) for (const { site } of u.sites) site.quant = null;
+  model.quantMetadata = null;
   const N = images.dim(0);
-  const L = model.dims.seqLen;
-  const D = model.config.embed_dim;
-  const rows = N * L;
-  const actMax = SMOOTHED.has(opts.method) ? collectActivationMaxima(model, images, 64, opts.onProgress) : new Map<string, Float32Array>();
+  const actMax = SMOOTHED.has(opts.method) ? collectActivationMaxima(model, images, 64, opts.onProgress, plan) : new Map<string, Float32Array>();
 
   const fpOps = new CpuExecutor({ quantMode: 'fake' });
   const qOps = new CpuExecutor({ quantMode: 'fake' });
-  const emb = copyMat(fpOps, vimEmbed(fpOps, model, images));
-  fpOps.endForward();
-  let fpHidden: Float32Array = emb;
-  let fpResidual: Float32Array | null = null;
-  let qHidden: Float32Array = emb.slice();
-  let qResidual: Float32Array | null = null;
+  let fpStream: Stream = {};
+  let qStream: Stream = {};
   const blocks: BlockReport[] = [];
-
-  for (let i = 0; i < model.layers.length; i++) {
+  for (const step of plan.steps) {
+    if (step.kind === 'fp') {
+      // Until the first unit both streams are the same (host arrays are never written in place).
+      const shared = fpStream === qStream;
+      fpStream = runFpStep(fpOps, step, fpStream, images, N, plan.chunk);
+      qStream = shared ? fpStream : runFpStep(qOps, step, qStream, images, N, plan.chunk);
+      continue;
+    }
+    const unit = step;
+    const i = blocks.length;
     const tb = performance.now();
-    opts.onProgress?.({ kind: 'block-start', block: i, blocks: model.layers.length });
-    const layer = model.layers[i]!;
-    const sites = model.linears(i);
-    // FP stream: target = FP mixer output of block i.
-    const fpIn = fpOps.addNorm(fpOps.fromHost(fpHidden, rows, D), fpResidual ? fpOps.fromHost(fpResidual, rows, D) : null, layer.norm, model.config.eps, null);
-    const fpNormed = copyMat(fpOps, fpIn.normed.fp!);
-    const nextFpResidual = copyMat(fpOps, fpIn.residual);
-    const target = copyMat(fpOps, vimMixer(fpOps, model, layer, { fp: fpOps.fromHost(fpNormed, rows, D) }));
-    fpOps.endForward();
-    // Quantized stream: the block's input, and each linear's input with the block still in FP.
-    const qIn = qOps.addNorm(qOps.fromHost(qHidden, rows, D), qResidual ? qOps.fromHost(qResidual, rows, D) : null, layer.norm, model.config.eps, null);
-    const qNormed = copyMat(qOps, qIn.normed.fp!);
-    const nextQResidual = copyMat(qOps, qIn.residual);
-    const inputs = new Map<string, Float32Array>();
-    vimMixer(qOps, model, layer, { fp: qOps.fromHost(qNormed, rows, D) }, (name, m) => {
-      if (name.endsWith('.in')) inputs.set(name.slice(0, -3), qOps.toHost(m));
-    });
-    qOps.endForward();
-    for (const l of VIM_LINEARS) {
-      const site = sites[l];
-      site.quant = initSiteQuant({ site, input: inputs.get(site.name)! }, actMax.get(site.name), opts, L);
+    opts.onProgress?.({ kind: 'block-start', block: i, blocks: units.length });
+    const rows = N * unit.rowsPerImage;
+    // FP stream: the target is the FP unit's output.
+    const target = runUnit(fpOps, unit, fpStream[unit.input]!, N, plan.chunk);
+    // Quantized stream: each linear's input with the unit still in FP initialises its quantizer.
+    const qInput = qStream[unit.input]!;
+    const inputs = captureInputs(unit, qInput, N, plan.chunk);
+    for (const { site, tokens } of unit.sites) {
+      const input = inputs.get(site);
+      if (!input) throw new Error(`calibrate: ${unit.name} never ran ${site.name}`);
+      site.quant = initSiteQuant({ site, input }, actMax.get(site.name), opts, tokens);
     }
     inputs.clear();
-    const runQuantized = (): Float32Array => {
-      const out = copyMat(qOps, vimMixer(qOps, model, layer, { fp: qOps.fromHost(qNormed, rows, D) }));
-      qOps.endForward();
-      return out;
-    };
+    const runQuantized = (): Float32Array => runUnit(qOps, unit, qInput, N, plan.chunk);
     let qOut = runQuantized();
-    const lossBefore = cosineLoss(qOut, target, rows, D);
+    const lossBefore = cosineLoss(qOut, target, rows, unit.outCols);
     let lossAfter = lossBefore;
     let lossCurve: number[] = [];
     if (opts.method === 'ptq4vm' && opts.steps > 0) {
-      const trainable: readonly VimLinearName[] = opts.jlssScope === 'inout' ? ['in_proj', 'out_proj'] : VIM_LINEARS;
+      const inout = (s: LinearSite) => /(^|\.)(in_proj|out_proj)$/.test(s.name);
+      const sites = unit.sites.map((s) => s.site);
+      const chunkImages = options.jlssChunkImages ?? (plan.chunk === null ? N : Math.max(1, Math.floor(JLSS_CHUNK_ROWS / unit.rowsPerImage)));
       const result: JlssResult = runJlss({
-        model, layer, normed: qNormed, target, rows, trainable, steps: opts.steps,
-        lrSmooth: opts.lrSmooth, lrStep: opts.lrStep, weightDecay: opts.weightDecay, clipNorm: opts.clipNorm,
-        onStep: (step, loss) => opts.onProgress?.({ kind: 'jlss-step', block: i, step, steps: opts.steps, loss }),
+        name: unit.name, run: (ops, x, batch) => unit.run(ops, x, batch), sites,
+        trainable: new Set(opts.jlssScope === 'inout' ? sites.filter(inout) : sites),
+        input: qInput, target, images: N, rowsPerImage: unit.rowsPerImage, inCols: unit.inCols, outCols: unit.outCols, chunkImages,
+        steps: opts.steps, lrSmooth: opts.lrSmooth, lrStep: opts.lrStep, weightDecay: opts.weightDecay, clipNorm: opts.clipNorm,
+        onStep: (s, loss) => opts.onProgress?.({ kind: 'jlss-step', block: i, step: s, steps: opts.steps, loss }),
       });
       lossCurve = result.losses;
       qOut = runQuantized();
-      lossAfter = cosineLoss(qOut, target, rows, D);
+      lossAfter = cosineLoss(qOut, target, rows, unit.outCols);
     }
-    fpHidden = target;
-    fpResidual = nextFpResidual;
-    qHidden = qOut;
-    qResidual = nextQResidual;
+    fpStream = advance(fpStream, unit, target);
+    qStream = advance(qStream, unit, qOut);
     const seconds = (performance.now() - tb) / 1000;
-    blocks.push({ block: i, lossBefore, lossAfter, lossCurve, seconds });
-    opts.onProgress?.({ kind: 'block-done', block: i, blocks: model.layers.length, lossBefore, lossAfter, seconds });
+    blocks.push({ block: i, name: unit.name, lossBefore, lossAfter, lossCurve, seconds });
+    opts.onProgress?.({ kind: 'block-done', block: i, blocks: units.length, lossBefore, lossAfter, seconds });
   }
   const metadata: QuantMetadata = {
     method: opts.method, wbits: opts.wbits, abits: opts.abits, granularity: opts.granularity, weight_granularity: 'per-channel',
     calib_size: N, seed: opts.seed,
     ...(SMOOTHED.has(opts.method) ? { alpha: opts.alpha } : {}),
     ...(opts.method === 'ptq4vm' ? { steps: opts.steps, jlss_scope: opts.jlssScope } : {}),
+    ...(plan.family === 'vmamba' || plan.family === 'localvmamba' ? { input_size: [plan.inputSize.H, plan.inputSize.W] as [number, number] } : {}),
   };
   model.quantMetadata = metadata;
   return { metadata, blocks, seconds: (performance.now() - t0) / 1000 };
 }
-

@@ -18,6 +18,11 @@ export interface QuantMetadata {
   alpha?: number;
   jlss_scope?: 'all' | 'inout';
   calib_data?: string;
+  /**
+   * VMamba / LocalVMamba: the H×W the model was calibrated for. Per-token parameters follow the
+   * stage grids of that size, so a quantized model of these families takes exactly this input.
+   */
+  input_size?: [number, number];
 }
 
 export class QuantFileError extends Error {
@@ -67,8 +72,17 @@ export function parseQuantMetadata(raw: string | undefined, where: string): Quan
   if (method !== 'ptq4vm' && method !== 'ptq4vm-nojlss' && method !== 'smoothquant' && method !== 'rtn') {
     throw new QuantFileError(`${where}: unknown quant.method ${JSON.stringify(method)}`);
   }
+  let inputSize: [number, number] | undefined;
+  if (o.input_size !== undefined) {
+    const v = o.input_size;
+    if (!Array.isArray(v) || v.length !== 2 || !v.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1 && d <= 8192)) {
+      throw new QuantFileError(`${where}: quant.input_size must be [H, W] with integers in [1, 8192], got ${JSON.stringify(v)}`);
+    }
+    inputSize = [v[0] as number, v[1] as number];
+  }
   return {
     ...(o as object),
+    ...(inputSize ? { input_size: inputSize } : {}),
     method, granularity: gran, weight_granularity: 'per-channel',
     wbits: bits('wbits', 2, 8), abits: bits('abits', 2, 8),
     calib_size: typeof o.calib_size === 'number' ? o.calib_size : 0,
@@ -130,17 +144,21 @@ export function reconstructWeight(q: LinearQuant, out: number, inF: number): Ten
 
 /**
  * Writes a quantized model (DESIGN.md format), atomically: the FP tensors that stay FP, and for
- * every quantized linear its qweight/wscale/smooth/act_scale/act_zero instead of its weight.
+ * every quantized linear its qweight/wscale/smooth/act_scale/act_zero instead of its weight (for
+ * VMamba / LocalVMamba, whose per-direction projections are slices of stacked tensors, the stacked
+ * `x_proj_weight` / `dt_projs_weight` give way to their slices' sites). Any family.
  */
-export async function writeQuantizedModel(path: string, model: import('../models/vim/model.js').VimModel): Promise<void> {
+export async function writeQuantizedModel(path: string, model: import('../models/load.js').AnyModel): Promise<void> {
   const { writeSafetensors } = await import('../io/safetensors.js');
+  const { quantizableSites, siteWeightSource } = await import('../models/common/sites.js');
   const meta = model.quantMetadata;
   if (!meta) throw new QuantFileError('writeQuantizedModel: the model is not quantized');
+  const size = meta.input_size;
   const tensors = new Map<string, Tensor>();
   const quantized = new Set<string>();
-  for (const site of model.allLinears()) {
+  for (const { site } of quantizableSites(model, size?.[0], size?.[1])) {
     if (!site.quant) throw new QuantFileError(`writeQuantizedModel: ${site.name} has no quantization`);
-    quantized.add(`${site.name}.weight`);
+    quantized.add(siteWeightSource(site.name).tensor);
     for (const [k, t] of quantTensors(site, site.quant)) tensors.set(k, t);
   }
   for (const [k, t] of model.tensors) if (!quantized.has(k) && !isQuantTensorName(k)) tensors.set(k, t);

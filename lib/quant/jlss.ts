@@ -1,19 +1,29 @@
-import { BufferPool, Tape, TapeExecutor, tapeMat, trainKernels, Var, type LinearFakeQuant } from '../autograd/index.js';
-import type { LinearSite } from '../models/ops.js';
-import { vimMixer } from '../models/vim/graph.js';
-import type { VimLayer, VimLinearName, VimModel } from '../models/vim/model.js';
+import { BufferPool, Tape, TapeExecutor, tapeMat, trainKernels, Var, type LinearFakeQuant, type TapeMat } from '../autograd/index.js';
+import type { Act, LinearSite } from '../models/ops.js';
 import { aQmax, wQmax } from './params.js';
 
 export interface JlssInput {
-  model: VimModel;
-  layer: VimLayer;
-  /** The block's normalized input on the quantized stream, [rows, D]. */
-  normed: Float32Array;
-  /** The FP mixer output on the FP stream, [rows, D]. */
-  target: Float32Array;
-  rows: number;
+  /** Names the unit in errors (e.g. `layers.3`). */
+  name: string;
+  /** The unit's forward, the model graph itself (lib/models/common/calibration-plan.ts), run on the tape. */
+  run: (ops: TapeExecutor, x: Act<TapeMat>, batch: number) => TapeMat;
+  /** Every quantized linear of the unit, in graph order (each with its initial `quant`). */
+  sites: readonly LinearSite[];
   /** Linears whose σ and step sizes are learned; the others stay quantized with fixed parameters. */
-  trainable: readonly VimLinearName[];
+  trainable: ReadonlySet<LinearSite>;
+  /** The unit's input on the quantized stream, [images·rowsPerImage, inCols]. */
+  input: Float32Array;
+  /** The FP unit's output on the FP stream, [images·rowsPerImage, outCols]. */
+  target: Float32Array;
+  images: number;
+  rowsPerImage: number;
+  inCols: number;
+  outCols: number;
+  /**
+   * Images per forward/backward pass. A step still sees every image: gradients of the chunks add
+   * up (each chunk's loss weighted by its share of the rows), so smaller chunks only bound memory.
+   */
+  chunkImages: number;
   steps: number;
   lrSmooth: number;
   lrStep: number;
@@ -79,21 +89,19 @@ class AdamW {
 }
 
 /**
- * JLSS on one Vim block: learns σ, weight step sizes and activation step sizes of the block's
- * linears jointly by AdamW (full batch, gradient-norm clipping), minimising mean over tokens of
- * 1 − cos(FP mixer output, quantized mixer output). The quantized forward is the model graph itself
- * (vimMixer) on the autograd tape. Writes the learned parameters back into each site's `quant`
- * (qweight re-derived from the learned σ and steps; zero points stay as initialised).
+ * JLSS on one calibration unit (a Vim/LocalVim mixer, a VMamba/LocalVMamba block): learns σ,
+ * weight step sizes and activation step sizes of its linears jointly by AdamW (full batch,
+ * gradient-norm clipping), minimising the mean over tokens of 1 − cos(FP output, quantized
+ * output) across channels. The quantized forward is the model graph itself on the autograd tape.
+ * Writes the learned parameters back into each site's `quant` (qweight re-derived from the
+ * learned σ and steps; zero points stay as initialised).
  */
 export function runJlss(input: JlssInput): JlssResult {
-  const { model, layer, rows } = input;
-  const D = model.config.embed_dim;
-  const sites = model.linears(layer.index);
-  const trainable = new Set<LinearSite>(input.trainable.map((n) => sites[n]));
+  const { trainable, images, rowsPerImage, inCols, outCols } = input;
   const quant = new Map<LinearSite, LinearFakeQuant>();
   const smoothParams: Var[] = [];
   const stepParams: Var[] = [];
-  for (const site of Object.values(sites)) {
+  for (const site of input.sites) {
     const q = site.quant;
     if (!q) throw new Error(`JLSS: ${site.name} has no initial quantization`);
     if (q.granularity === 'per-token-dynamic') throw new Error('JLSS needs static activation parameters');
@@ -113,19 +121,35 @@ export function runJlss(input: JlssInput): JlssResult {
     { params: smoothParams, lr: input.lrSmooth, floor: MIN_SMOOTH },
     { params: stepParams, lr: input.lrStep, floor: MIN_STEP },
   ], input.weightDecay);
-  const x = tapeMat(Var.constant(input.normed, [rows, D]));
-  const target = Var.constant(input.target, [rows, D]);
+  // The images in chunks: inputs and targets as constant views.
+  const per = Math.max(1, Math.min(images, input.chunkImages));
+  const chunks: { n: number; x: Var; target: Var; weight: number }[] = [];
+  for (let i0 = 0; i0 < images; i0 += per) {
+    const n = Math.min(per, images - i0);
+    const r0 = i0 * rowsPerImage, r1 = r0 + n * rowsPerImage;
+    chunks.push({
+      n, weight: n / images,
+      x: Var.constant(input.input.subarray(r0 * inCols, r1 * inCols), [r1 - r0, inCols]),
+      target: Var.constant(input.target.subarray(r0 * outCols, r1 * outCols), [r1 - r0, outCols]),
+    });
+  }
   const pool = new BufferPool();
   const losses: number[] = [];
   for (let step = 0; step < input.steps; step++) {
-    const tape = new Tape({ pool });
-    const ops = new TapeExecutor(tape, { quant });
-    const out = vimMixer(ops, model, layer, { fp: x });
-    const loss = tape.cosineLoss(out.v, target);
-    tape.backward(loss);
-    const value = loss.item();
-    tape.release();
-    if (!Number.isFinite(value)) throw new Error(`JLSS: block ${layer.index} loss became ${value} at step ${step}`);
+    let value = 0;
+    for (const c of chunks) {
+      const tape = new Tape({ pool });
+      const ops = new TapeExecutor(tape, { quant });
+      const out = input.run(ops, { fp: tapeMat(c.x) }, c.n);
+      let loss = tape.cosineLoss(out.v, c.target);
+      const chunkLoss = loss.item();
+      // One chunk is the plain full-batch loss; several add up to it by their share of the rows.
+      if (chunks.length > 1) loss = tape.scale(loss, c.weight);
+      tape.backward(loss);
+      value = chunks.length > 1 ? value + chunkLoss * c.weight : chunkLoss;
+      tape.release();
+    }
+    if (!Number.isFinite(value)) throw new Error(`JLSS: ${input.name} loss became ${value} at step ${step}`);
     losses.push(value);
     opt.clip(input.clipNorm);
     opt.step();
@@ -134,7 +158,8 @@ export function runJlss(input: JlssInput): JlssResult {
   pool.clear();
   // Write back: σ, steps, and the weight levels the learned σ/steps give (the integers training saw).
   const tk = trainKernels();
-  for (const site of trainable) {
+  for (const site of input.sites) {
+    if (!trainable.has(site)) continue;
     const q = site.quant!;
     const fq = quant.get(site)!;
     const smooth = Float32Array.from(fq.smooth!.data);

@@ -16,7 +16,7 @@ export type Precision = 'fp32' | 'fp16' | 'int8' | 'fake-quant';
 
 export { InputError } from './errors.js';
 
-/** A model of any family the runtime runs: Vim (every precision) or LocalVim / VMamba / LocalVMamba (fp32 on the CPU). */
+/** A model of any family the runtime runs: Vim (every precision) or LocalVim / VMamba / LocalVMamba (fp32, int8, fake-quant on the CPU). */
 export type RunnableModel = VimModel | BackboneModel;
 
 /**
@@ -50,20 +50,23 @@ export class ModelRunner {
    * the CPU with a one-line message on stderr — unless the precision has no CPU path (fp16),
    * which is an InputError. The CPU is the default device.
    *
-   * LocalVim, VMamba and LocalVMamba models run in fp32 on the CPU only for now (their
-   * calibration and INT8 paths are not built yet): any other precision or device is an InputError.
+   * LocalVim, VMamba and LocalVMamba models run on the CPU only for now: fp32, and once quantized
+   * int8 (the default for a quantized model) or fake-quant; fp16 or another device is an InputError.
    */
   constructor(model: RunnableModel, opts: { device?: Device; precision?: Precision; scan?: CudaScanMode; replay?: CudaReplay } = {}) {
     if (!(model instanceof VimModel)) {
       const family = FAMILY_NAMES[model.arch];
-      const precision = opts.precision ?? 'fp32';
-      if (precision !== 'fp32') throw new InputError(`precision ${precision} is not available for ${family} models yet (they run in fp32 only)`);
+      const precision = opts.precision ?? (model.isQuantized ? 'int8' : 'fp32');
+      if (precision === 'fp16') throw new InputError(`precision fp16 is not available for ${family} models yet (fp32, and int8 / fake-quant once quantized)`);
+      if ((precision === 'int8' || precision === 'fake-quant') && !model.isQuantized) {
+        throw new InputError(`precision ${precision} needs a quantized model (run 'ptq4vm calibrate' first)`);
+      }
       const device = opts.device ?? 'cpu';
       if (device !== 'cpu') throw new InputError(`${family} models run on --device cpu only for now (the ${device} executor has no ${family} ops yet)`);
       this.model = model;
       this.device = 'cpu';
-      this.precision = 'fp32';
-      const ops = new CpuExecutor({ quantMode: 'off' });
+      this.precision = precision;
+      const ops = new CpuExecutor({ quantMode: precision === 'fake-quant' ? 'fake' : precision === 'int8' ? 'int8' : 'off' });
       this.ops = ops as unknown as ModelOps<Mat>;
       this.backboneOps = ops as unknown as BackboneOps<Mat>;
       return;
@@ -99,14 +102,40 @@ export class ModelRunner {
     this.ops = new CpuExecutor({ quantMode }) as unknown as ModelOps<Mat>;
   }
 
-  /** images [B, C, H, W] (normalized) → logits [B, classes]. */
+  /**
+   * images [B, C, H, W] (normalized) → logits [B, classes]. On the CPU a Vim batch runs in
+   * chunks of whole images of about CPU_CHUNK_ELEMENTS activation elements (tokens × embed
+   * dim) each, so that a block's intermediates stay in cache; every kernel is row-independent,
+   * so the logits are bit-identical to one unsplit forward.
+   */
   forward(images: Tensor): Tensor<'F32'> {
     const x = checkImages(this.model, images);
-    try {
-      const logits = this.model instanceof VimModel ? vimForward(this.ops, this.model, x) : backboneForward(this.backboneOps!, this.model, x);
-      return new Tensor('F32', [x.dim(0), this.model.config.num_classes], this.ops.toHost(logits));
-    } finally {
-      this.ops.endForward();
+    const B = x.dim(0);
+    const classes = this.model.config.num_classes;
+    const chunk = this.device === 'cpu' && this.model instanceof VimModel
+      ? Math.max(1, Math.floor(CPU_CHUNK_ELEMENTS / (this.model.dims.seqLen * this.model.config.embed_dim)))
+      : B;
+    const run = (part: Tensor<'F32'>): Float32Array => {
+      try {
+        const m = this.model;
+        return this.ops.toHost(m instanceof VimModel ? vimForward(this.ops, m, part) : backboneForward(this.backboneOps!, m, part));
+      } finally {
+        this.ops.endForward();
+      }
+    };
+    if (chunk >= B) return new Tensor('F32', [B, classes], run(x));
+    const logits = new Float32Array(B * classes);
+    const per = x.size / B;
+    for (let b = 0; b < B; b += chunk) {
+      const n = Math.min(chunk, B - b);
+      logits.set(run(new Tensor('F32', [n, ...x.shape.slice(1)], x.data.subarray(b * per, (b + n) * per))), b * classes);
     }
+    return new Tensor('F32', [B, classes], logits);
   }
 }
+
+/**
+ * Activation elements (rows × embed dim) per chunk of a CPU forward (ModelRunner.forward).
+ * Measured on Vim-Ti batch 8 (2-core Zen 4, 32 MiB L3 shared with other jobs): TBD.
+ */
+const CPU_CHUNK_ELEMENTS = 160_000;

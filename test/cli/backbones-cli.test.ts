@@ -139,13 +139,13 @@ test('VMamba and LocalVMamba take any input size through the runtime; LocalVim o
   await refuse(vm, [1, 3, 1, 8193], /the model takes \[B, 3, H, W\] with 1 ≤ H, W ≤ 8192/);
 });
 
-test('INT8, fake-quant, fp16, CUDA and calibration are refused for these families with a clear message', async (t) => {
+test('INT8 and fake-quant on an FP model, fp16, CUDA and calibration are refused for these families with a clear message', async (t) => {
   const model = fixture('backbones/local_vim_small_112pad.safetensors');
   const ref = fixture('backbones/local_vim_small_112pad.ref.safetensors');
   if (!model || !ref) return t.skip(NO_FIXTURES);
   for (const [args, message] of [
-    [['--precision', 'int8'], /precision int8 is not available for LocalVim models yet \(they run in fp32 only\)/],
-    [['--precision', 'fake-quant'], /precision fake-quant is not available for LocalVim models yet/],
+    [['--precision', 'int8'], /precision int8 needs a quantized model \(run 'ptq4vm calibrate' first\)/],
+    [['--precision', 'fake-quant'], /precision fake-quant needs a quantized model/],
     [['--precision', 'fp16', '--device', 'cuda'], /precision fp16 is not available for LocalVim models yet/],
     [['--device', 'cuda'], /LocalVim models run on --device cpu only for now/],
   ] as const) {

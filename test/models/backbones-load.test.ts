@@ -175,7 +175,7 @@ test('loading: Vim still loads as a Vim; mismatched state dicts fail with messag
   const vmCfg = JSON.parse(vm.metadata.config!);
   assert.throws(() => buildAnyModel(vm.tensors, { config: JSON.stringify({ ...vmCfg, forward_type: 'v2' }) }, 'x'), /forward_type = "v2" is not supported/);
   assert.throws(() => buildAnyModel(vm.tensors, { config: JSON.stringify({ ...vmCfg, ssm_d_state: 16 }) }, 'x'), /ssm_d_state 16 disagrees with the tensors \(4\)/);
-  assert.throws(() => buildAnyModel(vm.tensors, { config: JSON.stringify(vmCfg), format: 'ptq4vm-quant/1' }, 'x'), /quantized VMamba v2 files are not supported yet/);
+  assert.throws(() => buildAnyModel(vm.tensors, { config: JSON.stringify(vmCfg), format: 'ptq4vm-quant/1' }, 'x'), /quantized model without __metadata__\.quant/);
   assert.throws(() => buildAnyModel(new Map([['foo', new Tensor('F32', [1])]]), {}, 'x'), /not a Vim, LocalVim, VMamba or LocalVMamba state dict/);
 });
 

@@ -14,6 +14,11 @@ export interface ModelInput {
   anySize: boolean;
   /** With anySize: the smallest accepted H and W (VMamba: 1 pixel; LocalVMamba: one patch). */
   minSide: number;
+  /**
+   * A quantized VMamba / LocalVMamba: the one H×W it takes (its per-token parameters follow the
+   * stage grids of the size it was calibrated for); anySize is then false.
+   */
+  fixed?: { H: number; W: number };
 }
 
 /** Largest accepted H or W (as config img_size): bounds the buffers a single image can ask for. */
@@ -26,9 +31,12 @@ export function modelInput(model: VimModel | BackboneModel): ModelInput {
     case 'localvim':
       return { channels: c.in_chans, size: c.img_size, anySize: false, minSide: c.img_size };
     case 'vmamba':
-      return { channels: c.in_chans, size: c.img_size, anySize: true, minSide: 1 };
-    case 'localvmamba':
-      return { channels: c.in_chans, size: c.img_size, anySize: true, minSide: c.patch_size };
+    case 'localvmamba': {
+      const minSide = c.arch === 'vmamba' ? 1 : c.patch_size;
+      const size = model.quantMetadata?.input_size;
+      if (size && model.isQuantized) return { channels: c.in_chans, size: c.img_size, anySize: false, minSide, fixed: { H: size[0], W: size[1] } };
+      return { channels: c.in_chans, size: c.img_size, anySize: true, minSide };
+    }
   }
 }
 
@@ -37,11 +45,13 @@ export function modelInput(model: VimModel | BackboneModel): ModelInput {
  * says what the model takes, e.g. "[B, 3, 224, 224]" or "[B, 3, H, W] with 4 ≤ H, W ≤ 8192".
  */
 export function imageShapeProblem(input: ModelInput, shape: readonly number[]): string | null {
-  const { channels: C, size, anySize, minSide } = input;
-  const want = anySize ? `[B, ${C}, H, W] with ${minSide} ≤ H, W ≤ ${MAX_IMAGE_SIDE}` : `[B, ${C}, ${size}, ${size}]`;
+  const { channels: C, size, anySize, minSide, fixed } = input;
+  const want = fixed ? `[B, ${C}, ${fixed.H}, ${fixed.W}] (the size it was quantized for)`
+    : anySize ? `[B, ${C}, H, W] with ${minSide} ≤ H, W ≤ ${MAX_IMAGE_SIDE}` : `[B, ${C}, ${size}, ${size}]`;
   if (shape.length !== 4 || shape[0]! < 1 || shape[1] !== C) return want;
   const [H, W] = [shape[2]!, shape[3]!];
-  const ok = anySize ? H >= minSide && W >= minSide && H <= MAX_IMAGE_SIDE && W <= MAX_IMAGE_SIDE : H === size && W === size;
+  const ok = fixed ? H === fixed.H && W === fixed.W
+    : anySize ? H >= minSide && W >= minSide && H <= MAX_IMAGE_SIDE && W <= MAX_IMAGE_SIDE : H === size && W === size;
   return ok ? null : want;
 }
 

@@ -1,6 +1,7 @@
 import type { LinearSite, TokenOrder } from '../ops.js';
 import { scanOrder } from '../common/scan-order.js';
 import { linearSite, negExp } from '../common/tensors.js';
+import type { QuantMetadata } from '../../quant/file.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { localVimDims, type LocalVimConfig, type LocalVimDims } from './config.js';
 
@@ -53,6 +54,8 @@ export class LocalVimModel {
   readonly layers: LocalVimLayer[];
   readonly head: LinearSite;
   readonly metadata: Readonly<Record<string, string>>;
+  /** How the model was quantized, when it was loaded from (or calibrated into) a quantized file. */
+  quantMetadata: QuantMetadata | null = null;
 
   constructor(config: LocalVimConfig, tensors: ReadonlyMap<string, Tensor<'F32'>>, metadata: Record<string, string> = {}) {
     this.config = config;
@@ -122,6 +125,12 @@ export class LocalVimModel {
   }
 
   /** Learned parameters (the RoPE tables are buffers, not counted — as the official count). */
+  /** Whether any quantizable linear carries a quantization (a calibrated model or a quantized file). */
+  get isQuantized(): boolean {
+    for (const { site } of this.quantizableSites()) if (site.quant) return true;
+    return false;
+  }
+
   get parameterCount(): number {
     let n = 0;
     for (const [k, t] of this.tensors) if (!k.startsWith('rope.')) n += t.size;

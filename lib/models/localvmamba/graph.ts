@@ -2,7 +2,7 @@ import type { Act, BackboneOps, Grid, Mat, TapFn } from '../ops.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { checkImageBatch } from '../common/tensors.js';
 import { channelGate } from '../localvim/graph.js';
-import type { LocalVMambaBlock, LocalVMambaModel } from './model.js';
+import type { LocalVMambaBlock, LocalVMambaModel, LocalVMambaStage } from './model.js';
 
 /**
  * LocalVMamba SS2D on normalized rows [B·H·W, C] → [B·H·W, C]: in_proj (x, z), depthwise conv +
@@ -61,6 +61,23 @@ export function localVMambaBlock<M extends Mat>(ops: BackboneOps<M>, model: Loca
   return h;
 }
 
+/** Stem: conv patch_size × patch_size with that stride, then LayerNorm: tokens [B·H/P·W/P, C]. */
+export function localVMambaStem<M extends Mat>(ops: BackboneOps<M>, model: LocalVMambaModel, images: Tensor<'F32'>): M {
+  const c = model.config;
+  const t = (n: string): Tensor<'F32'> => model.tensor(n);
+  const stem = ops.patchEmbed(images, t('patch_embed.0.weight'), t('patch_embed.0.bias'), c.patch_size);
+  return ops.layerNorm(stem, t('patch_embed.2.weight'), t('patch_embed.2.bias'), c.eps, null).fp;
+}
+
+/** Swin patch merging to the next stage: 2×2 merge, LayerNorm(4C), reduction 4C → 2C. */
+export function localVMambaDownsample<M extends Mat>(ops: BackboneOps<M>, model: LocalVMambaModel, stage: LocalVMambaStage, x: M,
+  batch: number, grid: Grid): { x: M; grid: Grid } {
+  const ds = stage.downsample!;
+  const merged = ops.patchMerge(x, batch, grid);
+  const n = ops.layerNorm(merged.out, ds.norm.weight, ds.norm.bias, model.config.eps, ds.reduction);
+  return { x: ops.linear(n, ds.reduction), grid: merged.grid };
+}
+
 /** The whole classifier: images [B, C, H, W] (normalized; H, W ≥ patch size) → logits [B, classes]. */
 export function localVMambaForward<M extends Mat>(ops: BackboneOps<M>, model: LocalVMambaModel, images: Tensor<'F32'>, tap?: TapFn<M>): M {
   const c = model.config;
@@ -70,8 +87,7 @@ export function localVMambaForward<M extends Mat>(ops: BackboneOps<M>, model: Lo
   }
   const batch = images.dim(0);
   const t = (n: string): Tensor<'F32'> => model.tensor(n);
-  const stem = ops.patchEmbed(images, t('patch_embed.0.weight'), t('patch_embed.0.bias'), c.patch_size);
-  let x = ops.layerNorm(stem, t('patch_embed.2.weight'), t('patch_embed.2.bias'), c.eps, null).fp;
+  let x = localVMambaStem(ops, model, images);
   if (tap) tap('patch_embed', x);
   let grid: Grid = model.stageGrids(images.dim(2), images.dim(3))[0]!;
   for (const stage of model.stages) {
@@ -82,10 +98,7 @@ export function localVMambaForward<M extends Mat>(ops: BackboneOps<M>, model: Lo
     }
     if (stage.downsample) {
       ops.beginScope();
-      const merged = ops.patchMerge(x, batch, grid);
-      const n = ops.layerNorm(merged.out, stage.downsample.norm.weight, stage.downsample.norm.bias, c.eps, stage.downsample.reduction);
-      x = ops.linear(n, stage.downsample.reduction);
-      grid = merged.grid;
+      ({ x, grid } = localVMambaDownsample(ops, model, stage, x, batch, grid));
       ops.endScope([x]);
     }
     if (tap) tap(`layers.${stage.index}`, x);

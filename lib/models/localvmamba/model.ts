@@ -2,6 +2,7 @@ import type { LinearSite, TokenOrder } from '../ops.js';
 import { linearSite, negExp, rows, slice0 } from '../common/tensors.js';
 import type { ChannelGate, QuantizableSite } from '../localvim/model.js';
 import { OrderCache, type LayerNormParams, type SsmDirection } from '../vmamba/model.js';
+import type { QuantMetadata } from '../../quant/file.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { localVMambaStageDims, type LocalVMambaConfig, type LocalVMambaStageDims } from './config.js';
 
@@ -41,6 +42,8 @@ export class LocalVMambaModel {
   readonly stages: LocalVMambaStage[];
   readonly head: LinearSite;
   readonly metadata: Readonly<Record<string, string>>;
+  /** How the model was quantized, when it was loaded from (or calibrated into) a quantized file. */
+  quantMetadata: QuantMetadata | null = null;
   private readonly orderCache: OrderCache;
 
   constructor(config: LocalVMambaConfig, tensors: ReadonlyMap<string, Tensor<'F32'>>, metadata: Record<string, string> = {}) {
@@ -136,6 +139,12 @@ export class LocalVMambaModel {
         yield { site: b.outProj, tokens: g.H * g.W };
       }
     }
+  }
+
+  /** Whether any quantizable linear carries a quantization (a calibrated model or a quantized file). */
+  get isQuantized(): boolean {
+    for (const { site } of this.quantizableSites()) if (site.quant) return true;
+    return false;
   }
 
   get parameterCount(): number {

@@ -1,7 +1,7 @@
 import type { Act, BackboneOps, Grid, Mat, TapFn } from '../ops.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { checkImageBatch } from '../common/tensors.js';
-import type { VMambaBlock, VMambaModel } from './model.js';
+import type { VMambaBlock, VMambaModel, VMambaStage } from './model.js';
 
 /**
  * SS2D (v05_noz) on normalized rows [B·H·W, C] → [B·H·W, C]: in_proj, depthwise conv + SiLU,
@@ -71,6 +71,14 @@ export function vmambaStem<M extends Mat>(ops: BackboneOps<M>, model: VMambaMode
   return { x, grid: c2.grid };
 }
 
+/** Downsampling (v3) to the next stage: conv 3×3 stride 2, then LayerNorm. */
+export function vmambaDownsample<M extends Mat>(ops: BackboneOps<M>, model: VMambaModel, stage: VMambaStage, x: M, batch: number,
+  grid: Grid): { x: M; grid: Grid } {
+  const ds = stage.downsample!;
+  const d = ops.conv2d(x, batch, grid, ds.conv.weight, ds.conv.bias, 2, 1);
+  return { x: ops.layerNorm(d.out, ds.norm.weight, ds.norm.bias, model.config.eps, null).fp, grid: d.grid };
+}
+
 /** The whole classifier: images [B, C, H, W] (normalized; any size ≥ 1 pixel) → logits [B, classes]. */
 export function vmambaForward<M extends Mat>(ops: BackboneOps<M>, model: VMambaModel, images: Tensor<'F32'>, tap?: TapFn<M>): M {
   checkImageBatch(images, model.config.in_chans, 'VMamba');
@@ -85,9 +93,7 @@ export function vmambaForward<M extends Mat>(ops: BackboneOps<M>, model: VMambaM
     }
     if (stage.downsample) {
       ops.beginScope();
-      const d = ops.conv2d(x, batch, grid, stage.downsample.conv.weight, stage.downsample.conv.bias, 2, 1);
-      x = ops.layerNorm(d.out, stage.downsample.norm.weight, stage.downsample.norm.bias, eps, null).fp;
-      grid = d.grid;
+      ({ x, grid } = vmambaDownsample(ops, model, stage, x, batch, grid));
       ops.endScope([x]);
     }
     if (tap) tap(`layers.${stage.index}`, x);

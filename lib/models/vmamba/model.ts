@@ -2,6 +2,7 @@ import type { LinearSite, TokenOrder } from '../ops.js';
 import { scanOrder } from '../common/scan-order.js';
 import { linearSite, negExp, rows, slice0 } from '../common/tensors.js';
 import type { QuantizableSite } from '../localvim/model.js';
+import type { QuantMetadata } from '../../quant/file.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VMAMBA_DIRECTIONS, vmambaStageDims, type VMambaConfig, type VMambaStageDims } from './config.js';
 
@@ -73,6 +74,8 @@ export class VMambaModel {
   readonly stages: VMambaStage[];
   readonly head: LinearSite;
   readonly metadata: Readonly<Record<string, string>>;
+  /** How the model was quantized, when it was loaded from (or calibrated into) a quantized file. */
+  quantMetadata: QuantMetadata | null = null;
   readonly orders = new OrderCache(VMAMBA_DIRECTIONS);
 
   constructor(config: VMambaConfig, tensors: ReadonlyMap<string, Tensor<'F32'>>, metadata: Record<string, string> = {}) {
@@ -162,6 +165,12 @@ export class VMambaModel {
         }
       }
     }
+  }
+
+  /** Whether any quantizable linear carries a quantization (a calibrated model or a quantized file). */
+  get isQuantized(): boolean {
+    for (const { site } of this.quantizableSites()) if (site.quant) return true;
+    return false;
   }
 
   get parameterCount(): number {
