@@ -136,6 +136,8 @@ export class ModelRunner {
 
 /**
  * Activation elements (rows × embed dim) per chunk of a CPU forward (ModelRunner.forward).
- * Measured on Vim-Ti batch 8 (2-core Zen 4, 32 MiB L3 shared with other jobs): TBD.
+ * Splitting only pays for large batches: on a 2-core Zen 4 (scripts/bench-cpu-e2e.ts --micro),
+ * Vim-Ti batch 8 ran fastest unsplit (chunks of 4 images: 1.25× slower), batch 32 fastest in
+ * chunks of 16 (1.1–1.2× faster than unsplit or chunks of 8). About 16 Vim-Ti images.
  */
-const CPU_CHUNK_ELEMENTS = 160_000;
+const CPU_CHUNK_ELEMENTS = 640_000;
