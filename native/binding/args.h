@@ -5,7 +5,9 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <exception>
 #include <limits>
+#include <new>
 #include <string>
 
 namespace ptq4vm::binding {
@@ -54,5 +56,27 @@ int64_t checked_add(const Args& a, int64_t x, int64_t y);
 // Elements a strided matrix [rows, cols] with row stride ld needs (0 if rows or cols is 0);
 // fails unless ld >= cols.
 int64_t strided_extent(const Args& a, const char* name, int64_t rows, int64_t cols, int64_t ld);
+
+// Fails unless the `an` elements at a and the `bn` elements at b are disjoint memory.
+template <typename T, typename U>
+void check_disjoint(const Args& args, const char* a_name, const T* a, int64_t an, const char* b_name, const U* b,
+                    int64_t bn) {
+  if (!a || !b || an == 0 || bn == 0) return;
+  const auto a0 = reinterpret_cast<uintptr_t>(a), a1 = a0 + uintptr_t(an) * sizeof(T);
+  const auto b0 = reinterpret_cast<uintptr_t>(b), b1 = b0 + uintptr_t(bn) * sizeof(U);
+  if (a0 < b1 && b0 < a1) args.fail(std::string("'") + a_name + "' must not overlap '" + b_name + "'");
+}
+
+// Runs a kernel, turning C++ exceptions (allocation failure) into a JS error.
+template <typename F>
+void run_kernel(const Args& args, F&& kernel) {
+  try {
+    kernel();
+  } catch (const std::bad_alloc&) {
+    args.fail("out of memory");
+  } catch (const std::exception& e) {
+    args.fail(e.what());
+  }
+}
 
 }  // namespace ptq4vm::binding

@@ -24,31 +24,11 @@ namespace {
 
 constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 
-template <typename T, typename U>
-void check_disjoint(const Args& args, const char* a_name, const T* a, int64_t an, const char* b_name,
-                    const U* b, int64_t bn) {
-  if (!a || !b || an == 0 || bn == 0) return;
-  const auto a0 = reinterpret_cast<uintptr_t>(a), a1 = a0 + uintptr_t(an) * sizeof(T);
-  const auto b0 = reinterpret_cast<uintptr_t>(b), b1 = b0 + uintptr_t(bn) * sizeof(U);
-  if (a0 < b1 && b0 < a1) args.fail(std::string("'") + a_name + "' must not overlap '" + b_name + "'");
-}
-
 // An output that may be exactly the input (same start and stride) but must not overlap it otherwise.
 void check_same_or_disjoint(const Args& args, const char* out_name, const float* out, int64_t out_len,
                             int64_t ldo, const char* in_name, const float* in, int64_t in_len, int64_t ldi) {
   if (out == in && ldo == ldi) return;
   check_disjoint(args, out_name, out, out_len, in_name, in, in_len);
-}
-
-template <typename F>
-void run_kernel(const Args& args, F&& kernel) {
-  try {
-    kernel();
-  } catch (const std::bad_alloc&) {
-    args.fail("out of memory");
-  } catch (const std::exception& e) {
-    args.fail(e.what());
-  }
 }
 
 // Every entry in [-1, limit); with `distinct`, no non-negative value twice.

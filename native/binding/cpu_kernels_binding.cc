@@ -35,28 +35,6 @@ constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 // Scratch a single kernel call may ask for (elements), so absurd shapes fail cleanly.
 constexpr int64_t kMaxScratchElems = int64_t(1) << 31;
 
-// Fails unless the `an` elements at a and the `bn` elements at b are disjoint memory.
-template <typename T, typename U>
-void check_disjoint(const Args& args, const char* a_name, const T* a, int64_t an, const char* b_name,
-                    const U* b, int64_t bn) {
-  if (!a || !b || an == 0 || bn == 0) return;
-  const auto a0 = reinterpret_cast<uintptr_t>(a), a1 = a0 + uintptr_t(an) * sizeof(T);
-  const auto b0 = reinterpret_cast<uintptr_t>(b), b1 = b0 + uintptr_t(bn) * sizeof(U);
-  if (a0 < b1 && b0 < a1) args.fail(std::string("'") + a_name + "' must not overlap '" + b_name + "'");
-}
-
-// Runs a kernel, turning C++ exceptions (allocation failure) into a JS error.
-template <typename F>
-void run_kernel(const Args& args, F&& kernel) {
-  try {
-    kernel();
-  } catch (const std::bad_alloc&) {
-    args.fail("out of memory");
-  } catch (const std::exception& e) {
-    args.fail(e.what());
-  }
-}
-
 // gemmF32(transA, transB, M, N, K, A, lda, B, ldb, bias|null, accumulate, C, ldc)
 template <bool kRef>
 Napi::Value GemmF32(const Napi::CallbackInfo& info) {

@@ -90,27 +90,6 @@ class TrainArgs : public Args {
   const char* fn_;
 };
 
-// Fails unless the n_out elements at out and the n_in elements at in are disjoint.
-template <typename T, typename U>
-void check_disjoint(const Args& a, const char* out_name, const T* out, int64_t n_out, const char* in_name, const U* in,
-                    int64_t n_in) {
-  if (!out || !in || n_out == 0 || n_in == 0) return;
-  const auto o0 = reinterpret_cast<uintptr_t>(out), o1 = o0 + uintptr_t(n_out) * sizeof(T);
-  const auto i0 = reinterpret_cast<uintptr_t>(in), i1 = i0 + uintptr_t(n_in) * sizeof(U);
-  if (o0 < i1 && i0 < o1) a.fail(std::string("'") + out_name + "' must not overlap '" + in_name + "'");
-}
-
-template <typename F>
-void run_kernel(const Args& a, F&& kernel) {
-  try {
-    kernel();
-  } catch (const std::bad_alloc&) {
-    a.fail("out of memory");
-  } catch (const std::exception& e) {
-    a.fail(e.what());
-  }
-}
-
 // ---- trainGemm(transA, transB, M, N, K, A, lda, B, ldb, accumulate, C, ldc) ----
 // C[M,N] (+)= op(A)·op(B), the gemm.h contract without bias.
 template <typename T>
