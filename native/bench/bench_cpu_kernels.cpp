@@ -238,6 +238,7 @@ struct Block {
       s.dir[k].dt_proj = &dt_proj[k];
     }
     s.q = a_out.data(), s.ldq = kE, s.quant = quantizer(ones_e);
+    s.math = ScanMath::fast;  // as the CPU executor runs a quantized scan
     selective_scan_bidir_f32(s);
     gemm_u8s8_f32(kT, kD, kE, a_out.data(), kE, *p_out, epilogue(w_scale_d, nullptr), out.data(), kD);
   }
@@ -305,6 +306,9 @@ int main(int argc, char** argv) {
              16.0 * kT * kE * kN);
       bi.y = nullptr, bi.q = blk.a_out.data(), bi.ldq = kE, bi.quant = blk.quantizer(blk.ones_e);
       report("scan_bidir_quant", "8x197x384 N=16", isa_name(isa), time_ms(n, [&] { selective_scan_bidir_f32(bi); }),
+             16.0 * kT * kE * kN);
+      bi.math = ScanMath::fast;
+      report("scan_bidir_quant_fast", "8x197x384 N=16", isa_name(isa), time_ms(n, [&] { selective_scan_bidir_f32(bi); }),
              16.0 * kT * kE * kN);
     }
     report("conv1d_silu_f32", "8x197x384 K=4", isa_name(isa), time_ms(n, [&] {
