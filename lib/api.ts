@@ -20,7 +20,7 @@ import { preprocessFromModel, type Preprocess } from './data/preprocess.js';
 import { FASHION_MNIST_CLASSES } from './data/resolve.js';
 import { readSafetensorsHeader } from './io/safetensors.js';
 import { BUILTIN_MODELS, resolveModelPath } from './models/load.js';
-import type { ModelInfo } from './runtime/describe.js';
+import { preprocessSide, type ModelInfo } from './runtime/describe.js';
 import { EngineError, InferenceEngine } from './runtime/engine.js';
 import { InputError } from './runtime/errors.js';
 import type { Device, Precision } from './runtime/forward.js';
@@ -98,8 +98,8 @@ export class Model {
 
   /** [C, H, W] of one model input. */
   get inputShape(): [number, number, number] {
-    const c = this.info.config;
-    return [c.in_chans as number, c.img_size as number, c.img_size as number];
+    const side = preprocessSide(this.info, this.path);
+    return [this.info.config.in_chans as number, side, side];
   }
 
   /**
@@ -222,7 +222,7 @@ export async function loadModel(pathOrName: string, opts: LoadModelOptions = {})
   });
   try {
     const info = engine.info;
-    const config = { in_chans: info.config.in_chans as number, img_size: info.config.img_size as number };
+    const config = { in_chans: info.config.in_chans as number, img_size: preprocessSide(info, path) };
     const preprocess = preprocessFromModel(config, metadata, path);
     const builtin = Object.hasOwn(BUILTIN_MODELS, pathOrName) ? pathOrName : undefined;
     return new Model(engine, path, preprocess, modelLabels(info, metadata, builtin), opts);

@@ -73,7 +73,7 @@ export function buildModel(tensors: ReadonlyMap<string, Tensor>, metadata: Recor
   const shapes = new Map<string, Shape>([...tensors].map(([k, v]) => [k, v.shape]));
   const family = detectFamily(shapes);
   if (family !== null && family !== 'vim') {
-    throw new ModelLoadError(`${where}: a ${FAMILY_NAMES[family]} model; this takes Vim models only for now (LocalVim, VMamba and LocalVMamba run with info, infer, eval, serve and convert)`);
+    throw new ModelLoadError(`${where}: a ${FAMILY_NAMES[family]} model; this takes Vim models only for now (LocalVim, VMamba and LocalVMamba run with info, convert, calibrate, eval, infer, serve and bench)`);
   }
   const quantized = metadata.format === QUANT_FORMAT;
   if (metadata.format !== undefined && !quantized && !metadata.format.startsWith('ptq4vm-fp/')) {

@@ -6,13 +6,16 @@ import { Tensor } from '../tensor/tensor.js';
  * The calibration images: `count` images drawn from the data set by `seed` (all of them, in
  * order, when it has exactly `count`), preprocessed for the model, as one tensor [count, C, H, W].
  * Drawing rather than taking the first ones matters for class-sorted folders such as ImageNet's.
- * Any family: images come at the model's (nominal) img_size, square.
+ * Any family: images come square, at the model's (nominal) img_size unless `size` says otherwise
+ * (VMamba / LocalVMamba take any size; the resize before the centre crop follows `size` the way
+ * it follows img_size).
  */
-export async function loadCalibrationImages(model: AnyModel, dataset: Dataset, count: number, where: string, seed = 0): Promise<Tensor<'F32'>> {
+export async function loadCalibrationImages(model: AnyModel, dataset: Dataset, count: number, where: string, seed = 0,
+  size = model.config.img_size): Promise<Tensor<'F32'>> {
   const c = model.config;
-  const preprocess = preprocessFromModel({ in_chans: c.in_chans, img_size: c.img_size }, { ...model.metadata }, where);
+  const preprocess = preprocessFromModel({ in_chans: c.in_chans, img_size: size }, { ...model.metadata }, where);
   if (dataset.length < count) throw new Error(`${dataset.source}: the calibration set has ${dataset.length} images, ${count} were asked for`);
-  const per = c.in_chans * c.img_size * c.img_size;
+  const per = c.in_chans * size * size;
   const out = new Float32Array(count * per);
   let n = 0;
   const indices = dataset.length === count ? undefined : sampleIndices(dataset.length, count, seed);
@@ -22,5 +25,5 @@ export async function loadCalibrationImages(model: AnyModel, dataset: Dataset, c
     n += k;
   }
   if (n < count) throw new Error(`${dataset.source}: only ${n} of ${count} calibration images could be decoded`);
-  return new Tensor('F32', [count, c.in_chans, c.img_size, c.img_size], out);
+  return new Tensor('F32', [count, c.in_chans, size, size], out);
 }

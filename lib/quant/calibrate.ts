@@ -394,6 +394,7 @@ export function calibrate(model: AnyModel, images: Tensor<'F32'>, options: Calib
         trainable: new Set(opts.jlssScope === 'inout' ? sites.filter(inout) : sites),
         input: qInput, target, images: N, rowsPerImage: unit.rowsPerImage, inCols: unit.inCols, outCols: unit.outCols, chunkImages,
         steps: opts.steps, lrSmooth: opts.lrSmooth, lrStep: opts.lrStep, weightDecay: opts.weightDecay, clipNorm: opts.clipNorm,
+        keepBest: plan.jlssKeepBest,
         onStep: (s, loss) => opts.onProgress?.({ kind: 'jlss-step', block: i, step: s, steps: opts.steps, loss }),
       });
       lossCurve = result.losses;

@@ -29,12 +29,21 @@ export interface JlssInput {
   lrStep: number;
   weightDecay: number;
   clipNorm: number;
+  /**
+   * Keep the parameters of the lowest loss seen (the initial ones, each step's, the final ones)
+   * instead of the final ones. Off for Vim (the reference behaviour, and its files stay as they
+   * were); on for the other families, whose step sizes can be smaller than the fixed learning
+   * rates (see docs/backbones.md), so that JLSS never leaves a unit worse than its initialisation.
+   */
+  keepBest?: boolean;
   onStep?: (step: number, loss: number) => void;
 }
 
 export interface JlssResult {
   /** Loss before each step. */
   losses: number[];
+  /** With keepBest: the step whose starting parameters were kept (0: the initial ones, untouched; `steps`: the final ones). */
+  keptStep: number;
 }
 
 /** Lower bounds that keep σ and step sizes valid (the quantizers reject non-positive values). */
@@ -134,8 +143,8 @@ export function runJlss(input: JlssInput): JlssResult {
     });
   }
   const pool = new BufferPool();
-  const losses: number[] = [];
-  for (let step = 0; step < input.steps; step++) {
+  /** The full-batch loss at the current parameters, and (backward) its gradients accumulated into the parameters. */
+  const pass = (backward: boolean): number => {
     let value = 0;
     for (const c of chunks) {
       const tape = new Tape({ pool });
@@ -144,16 +153,36 @@ export function runJlss(input: JlssInput): JlssResult {
       let loss = tape.cosineLoss(out.v, c.target);
       const chunkLoss = loss.item();
       // One chunk is the plain full-batch loss; several add up to it by their share of the rows.
-      if (chunks.length > 1) loss = tape.scale(loss, c.weight);
-      tape.backward(loss);
+      if (backward) {
+        if (chunks.length > 1) loss = tape.scale(loss, c.weight);
+        tape.backward(loss);
+      }
       value = chunks.length > 1 ? value + chunkLoss * c.weight : chunkLoss;
       tape.release();
     }
+    return value;
+  };
+  const params = [...smoothParams, ...stepParams];
+  let best: { loss: number; step: number; values: Var['data'][] | null } = { loss: Infinity, step: 0, values: null };
+  const losses: number[] = [];
+  for (let step = 0; step < input.steps; step++) {
+    const value = pass(true);
     if (!Number.isFinite(value)) throw new Error(`JLSS: ${input.name} loss became ${value} at step ${step}`);
     losses.push(value);
+    // Step 0's parameters are the initial ones, which stay in site.quant: no copy needed.
+    if (input.keepBest && value < best.loss) best = { loss: value, step, values: step === 0 ? null : params.map((p) => p.data.slice()) };
     opt.clip(input.clipNorm);
     opt.step();
     input.onStep?.(step, value);
+  }
+  let keptStep = input.steps;
+  if (input.keepBest && input.steps > 0 && !(pass(false) < best.loss)) {
+    keptStep = best.step;
+    if (best.values === null) {
+      pool.clear();
+      return { losses, keptStep };
+    }
+    params.forEach((p, i) => p.data.set(best.values![i]!));
   }
   pool.clear();
   // Write back: σ, steps, and the weight levels the learned σ/steps give (the integers training saw).
@@ -168,5 +197,5 @@ export function runJlss(input: JlssInput): JlssResult {
     tk.trainWeightLevels(site.outFeatures, site.inFeatures, site.weight.data, smooth, wscale, fq.wqmax, qweight);
     site.quant = { ...q, smooth, wscale, actScale: Float32Array.from(fq.ascale.data), qweight };
   }
-  return { losses };
+  return { losses, keptStep };
 }

@@ -1,5 +1,5 @@
 import { firstStageTokens } from '../models/common/input.js';
-import { VimModel } from '../models/vim/model.js';
+import { InputError } from './errors.js';
 import type { ModelRunner, RunnableModel } from './forward.js';
 
 /** What `ptq4vm info`, `GET /v1/model` and `Model.info` report about a loaded model. */
@@ -29,8 +29,6 @@ function parseJson<T>(s: string | undefined): T | null {
 }
 
 export function describeModel(model: RunnableModel, runner?: ModelRunner): ModelInfo {
-  // Only Vim models can be quantized so far.
-  const vim = model instanceof VimModel ? model : null;
   return {
     arch: model.config.arch,
     config: { ...model.config },
@@ -38,10 +36,23 @@ export function describeModel(model: RunnableModel, runner?: ModelRunner): Model
     seqLen: firstStageTokens(model),
     classes: model.config.num_classes,
     device: runner?.device ?? 'cpu',
-    precision: runner?.precision ?? (vim?.isQuantized ? 'int8' : 'fp32'),
-    quantization: vim?.quantMetadata ? { ...vim.quantMetadata } : null,
+    precision: runner?.precision ?? (model.isQuantized ? 'int8' : 'fp32'),
+    quantization: model.quantMetadata ? { ...model.quantMetadata } : null,
     normalize: parseJson(model.metadata.normalize),
     labels: parseJson(model.metadata.labels),
     metadata: { ...model.metadata },
   };
+}
+
+/**
+ * The square side images are preprocessed to: img_size, except for a quantized VMamba /
+ * LocalVMamba, whose per-token parameters fix the size it was calibrated for (quant.input_size).
+ * `where` names the model in the error for a non-square calibration size.
+ */
+export function preprocessSide(info: ModelInfo, where: string): number {
+  const size = info.quantization?.input_size;
+  if (!Array.isArray(size) || size.length !== 2) return info.config.img_size as number;
+  const [H, W] = size as [number, number];
+  if (H !== W) throw new InputError(`${where} was quantized for ${H}×${W} images; images are preprocessed to a square (calibrate with --input-size S)`);
+  return H;
 }

@@ -2,7 +2,8 @@
  * LocalVim, VMamba v2 and LocalVMamba through the CLI: `infer` on every backbone fixture against
  * the official code's reference logits, `info` on each family, `eval` on an image folder (the
  * preprocessing each model's config asks for, checked against an independent transcription),
- * and clear errors for what these families cannot do yet (INT8, CUDA) or do not take.
+ * calibrate → info / eval / infer on a quantized VMamba, and clear errors for what these families
+ * cannot do yet (CUDA, fp16) or do not take.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { after, test } from 'node:test';
 import sharp from 'sharp';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../../lib/io/safetensors.js';
 import { backboneForward, type BackboneModel } from '../../lib/models/common/forward.js';
+import { loadModel } from '../../lib/api.js';
 import { loadAnyModel } from '../../lib/models/load.js';
 import { VimModel } from '../../lib/models/vim/model.js';
 import { preprocessFromModel, resolveDataset } from '../../lib/data/index.js';
@@ -139,7 +141,7 @@ test('VMamba and LocalVMamba take any input size through the runtime; LocalVim o
   await refuse(vm, [1, 3, 1, 8193], /the model takes \[B, 3, H, W\] with 1 ≤ H, W ≤ 8192/);
 });
 
-test('INT8 and fake-quant on an FP model, fp16, CUDA and calibration are refused for these families with a clear message', async (t) => {
+test('INT8 and fake-quant on an FP model, fp16 and CUDA are refused for these families with a clear message', async (t) => {
   const model = fixture('backbones/local_vim_small_112pad.safetensors');
   const ref = fixture('backbones/local_vim_small_112pad.ref.safetensors');
   if (!model || !ref) return t.skip(NO_FIXTURES);
@@ -154,11 +156,15 @@ test('INT8 and fake-quant on an FP model, fp16, CUDA and calibration are refused
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, message);
   }
-  // Commands that take Vim models only say so, naming the family.
-  const out = join(dir, 'never-calibrated.safetensors');
-  const c = await runCli(['calibrate', '--model', model, '--calib', 'fmnist-train', '--out', out]);
-  assert.equal(c.code, 1, c.stderr);
-  assert.match(c.stderr, /^ptq4vm: .*local_vim_small_112pad\.safetensors: a LocalVim model; this takes Vim models only for now/);
+  // What calibrate cannot do for these families is a usage error naming the family.
+  for (const [args, message] of [
+    [['--input-size', '96'], /^ptq4vm: --input-size 96: a LocalVim model takes only its img_size, 112×112\n$/],
+    [['--report', join(dir, 'never-report')], /^ptq4vm: --report draws Vim models only; .*local_vim_small_112pad\.safetensors is a LocalVim model\n$/],
+  ] as const) {
+    const c = await runCli(['calibrate', '--model', model, '--calib', 'fmnist-train', '--out', join(dir, 'never-calibrated.safetensors'), ...args]);
+    assert.equal(c.code, 2, c.stderr);
+    assert.match(c.stderr, message);
+  }
   const m = await loadBackbone(model);
   assert.throws(() => new ModelRunner(m, { precision: 'int8' }), { name: 'InputError' });
   const runner = new ModelRunner(m);
@@ -258,3 +264,116 @@ for (const { name, size, resize } of [
     assert.ok(Math.abs(summary.top1 - top1) < 1e-12, `top-1 ${summary.top1} vs ${top1}`);
   });
 }
+
+// ---- calibrate → info / eval / infer (one family end to end through the CLI)
+
+test('calibrate a VMamba at --input-size 48 from an image folder; info, eval, infer and bench run the quantized file (int8, fake-quant)', async (t) => {
+  const modelPath = fixture('backbones/vmamba_v2v_small_ds4.safetensors');
+  if (!modelPath) return t.skip(NO_FIXTURES);
+  const size = 48, side = 60; // resize ⌊48/0.875⌋ = 54, then the centre 48×48
+  const root = join(dir, 'calib-folder');
+  const classes = ['ant', 'bee'];
+  for (let k = 0; k < 8; k++) {
+    const cls = classes[k % 2]!;
+    mkdirSync(join(root, cls), { recursive: true });
+    await sharp(Buffer.from(pattern(side, 20 + k)), { raw: { width: side, height: side, channels: 3 } }).png().toFile(join(root, cls, `img${k}.png`));
+  }
+  const q = join(dir, 'vmamba-ds4-w8a8.safetensors');
+  const c = await runCli(['calibrate', '--model', modelPath, '--calib', root, '--out', q, '--calib-size', '6', '--steps', '3',
+    '--input-size', String(size), '--seed', '4', '--json'], { timeoutMs: 240_000 });
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stderr, /^calibrate: VMamba v2, ptq4vm W8A8 on 6 images of .* at 48×48\n/);
+  assert.match(c.stderr, /block 4\/4: loss [0-9.e+-]+ → [0-9.e+-]+ \(/);
+  const report = lastJson<{ out: string; metadata: QuantMeta; blocks: { name: string; lossBefore: number; lossAfter: number }[] }>(c.stdout);
+  assert.equal(report.out, q);
+  assert.deepEqual(report.blocks.map((b) => b.name), ['layers.0.blocks.0', 'layers.1.blocks.0', 'layers.2.blocks.0', 'layers.3.blocks.0']);
+  assert.deepEqual(report.metadata.input_size, [size, size]);
+  assert.equal(report.metadata.alpha, 0.65, 'VMamba\'s α');
+  assert.equal(report.metadata.steps, 3);
+
+  // info: the quantization and the one input size it now takes.
+  const j = await runCli(['info', q, '--json']);
+  assert.equal(j.code, 0, j.stderr);
+  const info = lastJson<{ arch: string; precision: string; quantization: QuantMeta | null }>(j.stdout);
+  assert.equal(info.arch, 'vmamba');
+  assert.equal(info.precision, 'int8');
+  assert.deepEqual(info.quantization, report.metadata);
+  const text = await runCli(['info', q]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /input: +3×48×48 only, the size it was quantized for \(stage grids 12×12, 6×6, 3×3, 2×2\)\n/);
+  assert.match(text.stdout, /quantized: +ptq4vm W8A8, activations per-token-static, weights per-channel; calibrated on 6 images \(seed 4, α 0\.65, 3 JLSS steps\)\n/);
+
+  // eval: images preprocessed to 48×48 (not the nominal 224), predictions those of the file in this process.
+  const loaded = await loadBackbone(q);
+  assert.ok(loaded.isQuantized);
+  const preprocess = preprocessFromModel({ in_chans: 3, img_size: size }, loaded.metadata, q);
+  const dataset = await resolveDataset(root);
+  const parts: Tensor<'F32'>[] = [];
+  for await (const b of dataset.batches({ preprocess, batchSize: 8 })) parts.push(b.images);
+  assert.equal(parts.length, 1);
+  const x = parts[0]!;
+  assert.deepEqual(x.shape, [8, 3, size, size]);
+  const argmaxRows = (l: Float32Array): number[] => Array.from({ length: l.length / 10 }, (_, i) => {
+    let best = 0;
+    for (let k = 1; k < 10; k++) if (l[i * 10 + k]! > l[i * 10 + best]!) best = k;
+    return best;
+  });
+  for (const precision of ['int8', 'fake-quant'] as const) {
+    const want = argmaxRows(new ModelRunner(loaded, { precision }).forward(x).data);
+    const predsPath = join(dir, `vmamba-ds4-${precision}.preds.json`);
+    const r = await runCli(['eval', '--model', q, '--data', root, '--batch', '5', '--json', '--save-preds', predsPath,
+      ...(precision === 'fake-quant' ? ['--fake-quant'] : [])]);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = lastJson<{ n: number; precision: string; device: string }>(r.stdout);
+    assert.deepEqual([summary.n, summary.precision, summary.device], [8, precision, 'cpu']);
+    assert.deepEqual((JSON.parse(readFileSync(predsPath, 'utf8')) as { pred: number[] }).pred, want, precision);
+  }
+
+  // infer: the worker's logits are the loaded file's, in int8 and fake-quant; another size is refused.
+  const input = join(dir, 'in-48.safetensors');
+  await writeSafetensors(input, new Map([['input', x]]));
+  for (const precision of ['int8', 'fake-quant'] as const) {
+    const out = join(dir, `out-48-${precision}.safetensors`);
+    const r = await runCli(['infer', '--model', q, '--input', input, '--out', out, '--precision', precision]);
+    assert.equal(r.code, 0, r.stderr);
+    const written = await readSafetensors(out);
+    assert.equal(written.metadata.precision, precision);
+    assert.deepEqual(written.tensors.get('logits')!.toFloat32().data, new ModelRunner(loaded, { precision }).forward(x).data, precision);
+  }
+  const wrong = join(dir, 'in-56.safetensors');
+  await writeSafetensors(wrong, new Map([['input', Tensor.f32([1, 3, 56, 56], Float32Array.from({ length: 3 * 56 * 56 }, (_, i) => Math.sin(i * 0.37)))]]));
+  const r = await runCli(['infer', '--model', q, '--input', wrong, '--out', join(dir, 'never.safetensors')]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^ptq4vm: input has shape \[1, 3, 56, 56\], the model takes \[B, 3, 48, 48\] \(the size it was quantized for\)\n$/);
+
+  // loadModel (the API the server uses): encoded images preprocessed to the calibrated size, same predictions as eval.
+  const api = await loadModel(q);
+  try {
+    assert.deepEqual(api.inputShape, [3, size, size]);
+    // The folder's sorted order: ant/img0, ant/img2, …, ant/img6, bee/img1, … (rows of x).
+    const files = [0, 2, 4, 6, 1, 3, 5, 7].map((k) => join(root, classes[k % 2]!, `img${k}.png`));
+    const predicted = await api.classify(files.map((f) => readFileSync(f)), { topk: 1 });
+    const want = argmaxRows(new ModelRunner(loaded, { precision: 'int8' }).forward(x).data);
+    assert.deepEqual(predicted.map((p) => p[0]!.class), want);
+  } finally {
+    await api.dispose();
+  }
+
+  // bench: the quantized file with its own quantization, at its size; an FP file with the speed-only W8A8.
+  for (const [model, quant, input] of [
+    [q, /^the model's own \(ptq4vm W8A8\)$/, /input 48×48 on cpu/],
+    [modelPath, /^speed-only W8A8 /, /input 224×224 on cpu/],
+  ] as const) {
+    const b = await runCli(['bench', '--model', model, '--batch', '1,2', '--warmup', '0', '--iters', '1', '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stderr, input);
+    const lines = b.stdout.trim().split('\n').map((l) => JSON.parse(l) as { bench: string; family: string; batch: number; fp32_ms: number; int8_ms: number; quant: string });
+    assert.deepEqual(lines.map((l) => [l.bench, l.family, l.batch]), [['e2e', 'vmamba', 1], ['e2e', 'vmamba', 2]]);
+    for (const l of lines) {
+      assert.ok(l.fp32_ms > 0 && l.int8_ms > 0, JSON.stringify(l));
+      assert.match(l.quant, quant);
+    }
+  }
+});
+
+interface QuantMeta { method: string; wbits: number; abits: number; input_size?: number[]; alpha?: number; steps?: number }

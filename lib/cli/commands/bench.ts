@@ -2,10 +2,15 @@ import { cpus } from 'node:os';
 import { cpuKernels } from '../../backend/cpu-kernels.js';
 import { cudaAvailability, cudaKernels, type CudaBufferHandle, type CudaKernels } from '../../backend/cuda-kernels.js';
 import { runtimeInfo } from '../../backend/runtime-info.js';
-import { loadVimModel } from '../../models/load.js';
-import type { Mat, ModelOps } from '../../models/ops.js';
+import { loadAnyModel, type AnyModel } from '../../models/load.js';
+import type { BackboneOps, Mat, ModelOps } from '../../models/ops.js';
+import { backboneForward } from '../../models/common/forward.js';
+import { describeBackboneConfig } from '../../models/common/family.js';
+import { modelInput } from '../../models/common/input.js';
+import { BACKBONE_ARCHS, isBackboneArch, randomBackboneImages, randomBackboneModel, type BackboneArch } from '../../models/common/random.js';
 import { vimForward } from '../../models/vim/graph.js';
-import type { VimModel } from '../../models/vim/model.js';
+import { VimModel } from '../../models/vim/model.js';
+import { calibrate } from '../../quant/calibrate.js';
 import { isVimArch, quantizeForSpeed, randomImages, randomVimModel, VIM_ARCHS, type VimArch } from '../../models/vim/random.js';
 import { CudaExecutor } from '../../runtime/cuda-executor.js';
 import { ModelRunner, type Precision } from '../../runtime/forward.js';
@@ -53,12 +58,14 @@ export function describeMachine(device: Device): string {
  * the CUDA replay), then the median of `iters` forwards. The input check of ModelRunner.forward
  * (a host-side scan of every pixel) is done once, outside the timing.
  */
-function timeForward(ops: ModelOps<Mat>, model: VimModel, images: Tensor<'F32'>, warmup: number, iters: number): { ms: number; logits: Float32Array } {
+function timeForward(ops: ModelOps<Mat>, model: AnyModel, images: Tensor<'F32'>, warmup: number, iters: number): { ms: number; logits: Float32Array } {
   let logits: Float32Array = new Float32Array(0);
+  // A non-Vim model only gets a ModelRunner on the CPU, whose executor has the backbone ops.
+  const forward = model instanceof VimModel ? () => vimForward(ops, model, images) : () => backboneForward(ops as BackboneOps<Mat>, model, images);
   const once = (): number => {
     const t0 = performance.now();
     try {
-      logits = ops.toHost(vimForward(ops, model, images));
+      logits = ops.toHost(forward());
     } finally {
       ops.endForward();
     }
@@ -70,7 +77,7 @@ function timeForward(ops: ModelOps<Mat>, model: VimModel, images: Tensor<'F32'>,
   return { ms: median(times), logits };
 }
 
-async function benchModel(model: VimModel, device: Device, precisions: BenchPrecision[], batches: number[], warmup: number, iters: number,
+async function benchModel(model: AnyModel, device: Device, precisions: BenchPrecision[], batches: number[], warmup: number, iters: number,
   log: (s: string) => void): Promise<Map<BenchPrecision, Map<number, Timing>>> {
   const out = new Map<BenchPrecision, Map<number, Timing>>();
   for (const precision of precisions) {
@@ -84,7 +91,7 @@ async function benchModel(model: VimModel, device: Device, precisions: BenchPrec
       continue;
     }
     for (const B of batches) {
-      const images = randomImages(model, B, 1000 + B);
+      const images = model instanceof VimModel ? randomImages(model, B, 1000 + B) : backboneImages(model, B, 1000 + B);
       try {
         const { ms } = timeForward(runner.ops, model, images, warmup, iters);
         let deviceMs: number | null = null;
@@ -104,6 +111,25 @@ async function benchModel(model: VimModel, device: Device, precisions: BenchPrec
     }
   }
   return out;
+}
+
+/**
+ * Random images for a LocalVim / VMamba / LocalVMamba: img_size, or the size a quantized
+ * VMamba / LocalVMamba was calibrated for (square only: what the calibrate command makes).
+ */
+function backboneImages(model: Exclude<AnyModel, VimModel>, batch: number, seed: number): Tensor<'F32'> {
+  const fixed = modelInput(model).fixed;
+  if (fixed && fixed.H !== fixed.W) throw new UsageError(`bench makes square images; this model was quantized for ${fixed.H}×${fixed.W}`);
+  return randomBackboneImages(model, batch, seed, fixed?.H);
+}
+
+/**
+ * The speed-only W8A8 of a LocalVim / VMamba / LocalVMamba for its int8 run: per-channel absmax
+ * weights, per-token static min–max activations from one random image (calibrate's RTN with
+ * per-token granularity). The same INT8 kernels and layout as a PTQ4VM file; the accuracy means nothing.
+ */
+function quantizeBackboneForSpeed(model: Exclude<AnyModel, VimModel>, seed: number): void {
+  calibrate(model, randomBackboneImages(model, 1, seed + 1), { method: 'rtn', wbits: 8, abits: 8, granularity: 'per-token-static', seed });
 }
 
 // ---- GEMM micro-benchmark
@@ -231,18 +257,20 @@ function benchGemmCuda(M: number, N: number, K: number, warmup: number, iters: n
 const USAGE = `Usage: ptq4vm bench [--arch A | --model M] --device D --batch B [options]
        ptq4vm bench --op gemm --m M --n N --k K --device D [--json]
 
-End-to-end inference time of a Vim, ms per batch, per precision: fp32 and int8 on the CPU;
-fp32, fp16 (tensor cores) and int8 on CUDA. --arch builds a full-size model with random
-weights (24 blocks, 224², 1000 classes); its INT8 run uses a speed-only quantization
-(per-channel weights, per-token static activations from one random image: NOT PTQ4VM, the
-accuracy means nothing). --model benchmarks a real file (a quantized file uses its own
-quantization; an FP one gets the speed-only quantization for its int8 run).
+End-to-end inference time of a model, ms per batch, per precision: fp32 and int8 on the CPU;
+fp32, fp16 (tensor cores) and int8 on CUDA (Vim only). --arch builds a full-size model with
+random weights (Vim: 24 blocks, 224², 1000 classes; the other families: the released tiny
+models' shapes, 224²); its INT8 run uses a speed-only quantization (per-channel weights,
+per-token static activations from one random image: NOT PTQ4VM, the accuracy means nothing).
+--model benchmarks a real file of any family (a quantized file uses its own quantization; an FP
+one gets the speed-only quantization for its int8 run).
 A time is the median of --iters forwards from host images to host logits (upload, every
 kernel, download) after --warmup forwards; on CUDA the repeated forwards replay as one CUDA
 graph (PTQ4VM_CUDA_REPLAY=off|launches|graph), and "device" is that graph alone, back to back.
 
 Options:
-  --arch A          vim-ti | vim-s | vim-b, or a comma list (default vim-ti)
+  --arch A          vim-ti | vim-s | vim-b | local_vim_tiny | local_vim_tiny_middle_cls_token |
+                    vmamba_v2v_tiny_224 | local_vssm_tiny, or a comma list (default vim-ti)
   --model M         a model file or built-in name instead of --arch
   --device D        cpu (default) | cuda
   --batch B         images per forward, or a comma list (default 1)
@@ -304,14 +332,18 @@ export const benchCommand: Command = {
     if (pChoice === 'fp16' && device === 'cpu') throw new UsageError('fp16 runs on --device cuda only');
     const precisions = pChoice === 'all' ? all : [pChoice];
     const seed = intOption(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
-    const targets: { label: string; load: () => Promise<VimModel> }[] = [];
+    const targets: { label: string; load: () => Promise<AnyModel> }[] = [];
     if (values.model !== undefined) {
       const name = values.model;
-      targets.push({ label: name, load: () => loadVimModel(name) });
+      targets.push({ label: name, load: () => loadAnyModel(name) });
     } else {
       for (const a of (values.arch ?? 'vim-ti').split(',').map((s) => s.trim())) {
-        if (!isVimArch(a)) throw new UsageError(`--arch must be one of ${Object.keys(VIM_ARCHS).join(', ')}, got ${JSON.stringify(a)}`);
-        targets.push({ label: a, load: async () => randomVimModel(a as VimArch, seed) });
+        if (isVimArch(a)) targets.push({ label: a, load: async () => randomVimModel(a as VimArch, seed) });
+        else if (isBackboneArch(a)) targets.push({ label: a, load: async () => randomBackboneModel(a as BackboneArch, seed) });
+        else {
+          throw new UsageError(`--arch must be one of ${Object.keys(VIM_ARCHS).join(', ')}, got ${JSON.stringify(a)} `
+            + `(or another family's: ${Object.keys(BACKBONE_ARCHS).join(', ')})`);
+        }
       }
     }
     const replay = device === 'cuda' ? (process.env.PTQ4VM_CUDA_REPLAY ?? 'graph') : null;
@@ -322,12 +354,19 @@ export const benchCommand: Command = {
       if (precisions.includes('int8')) {
         if (model.isQuantized) quantNote = `the model's own (${model.quantMetadata?.method ?? 'unknown'} W${model.quantMetadata?.wbits ?? '?'}A${model.quantMetadata?.abits ?? '?'})`;
         else {
-          quantizeForSpeed(model, 8, 8, { seed });
+          if (model instanceof VimModel) quantizeForSpeed(model, 8, 8, { seed });
+          else quantizeBackboneForSpeed(model, seed);
           quantNote = 'speed-only W8A8 (per-channel weights, per-token static activations from one random image; not PTQ4VM)';
         }
       }
-      log(`ptq4vm bench: ${target.label}${values.model === undefined ? ` (random weights, seed ${seed})` : ''}, ${model.config.depth} blocks, `
-        + `D ${model.config.embed_dim}, ${model.config.img_size}², ${model.config.num_classes} classes on ${device}: ${machine}`);
+      const random = values.model === undefined ? ` (random weights, seed ${seed})` : '';
+      if (model instanceof VimModel) {
+        log(`ptq4vm bench: ${target.label}${random}, ${model.config.depth} blocks, `
+          + `D ${model.config.embed_dim}, ${model.config.img_size}², ${model.config.num_classes} classes on ${device}: ${machine}`);
+      } else {
+        const fixed = modelInput(model).fixed;
+        log(`ptq4vm bench: ${target.label}${random}, ${describeBackboneConfig(model.config)}; input ${fixed ? `${fixed.H}×${fixed.W}` : `${model.config.img_size}²`} on ${device}: ${machine}`);
+      }
       log(`  int8 quantization: ${quantNote}; warm-up ${warmup}, median of ${iters}${replay ? `, replay ${replay}` : ''}`);
       const res = await benchModel(model, device, precisions, batches, warmup, iters, log);
       const cols = precisions.map((p) => `${p} ms`);
@@ -342,7 +381,7 @@ export const benchCommand: Command = {
         table.push([String(B), ...precisions.map((p) => ms(p)?.toFixed(3) ?? 'error'), speedup?.toFixed(2) ?? '-',
           ...(device === 'cuda' ? precisions.map((p) => dev(p)?.toFixed(3) ?? '-') : [])]);
         const json: Record<string, unknown> = {
-          bench: 'e2e', arch: target.label, batch: B, device, fp32_ms: round3(ms('fp32')),
+          bench: 'e2e', arch: target.label, ...(model instanceof VimModel ? {} : { family: model.config.arch }), batch: B, device, fp32_ms: round3(ms('fp32')),
         };
         if (device === 'cuda') json.fp16_ms = round3(ms('fp16'));
         json.int8_ms = round3(ms('int8'));

@@ -1,5 +1,6 @@
 import { preprocessFromModel, resolveDataset } from '../../data/index.js';
 import { writeFileAtomic, writeAll } from '../../io/atomic.js';
+import { preprocessSide } from '../../runtime/describe.js';
 import { InferenceEngine } from '../../runtime/engine.js';
 import { evaluateDataset } from '../../runtime/evaluate.js';
 import { choiceOption, intOption, parseOptions, requireOption, type Command } from '../command.js';
@@ -12,8 +13,9 @@ export const evalCommand: Command = {
 
 Evaluates M on D (an ImageFolder directory, an MNIST idx file, or a built-in name: fmnist,
 fmnist-train). A quantized model runs on the real INT8 kernels unless --precision says otherwise.
-Images are preprocessed as the model's file says (size = its img_size, resize, mean/std).
-LocalVim, VMamba and LocalVMamba models run in fp32 on the CPU (no quantized files for them yet).
+Images are preprocessed as the model's file says (size = its img_size, resize, mean/std); a
+quantized VMamba / LocalVMamba is fed the size it was calibrated for. Every family runs on the
+CPU in fp32 and, once quantized, int8 or fake-quant; Vim also on CUDA.
 
 Options:
   --model M            model file or built-in name (vim-fmnist)
@@ -44,7 +46,7 @@ Options:
     try {
       const info = engine.info;
       const preprocess = preprocessFromModel(
-        { in_chans: info.config.in_chans as number, img_size: info.config.img_size as number },
+        { in_chans: info.config.in_chans as number, img_size: preprocessSide(info, modelName) },
         info.metadata,
         modelName,
       );
@@ -75,4 +77,3 @@ Options:
     return 0;
   },
 };
-

@@ -11,8 +11,9 @@ export const inferCommand: Command = {
 
 Reads tensor "input" [B, C, H, W] (already normalized) from IN and writes tensor "logits"
 [B, classes] to OUT (written atomically: OUT appears complete or not at all). H×W must be the
-model's img_size for Vim and LocalVim; VMamba and LocalVMamba take any size. LocalVim, VMamba
-and LocalVMamba models run in fp32 on the CPU (no quantized files for them yet).
+model's img_size for Vim and LocalVim; VMamba and LocalVMamba take any size in fp32, and once
+quantized exactly the size they were calibrated for ('ptq4vm info' shows it). Every family runs
+on the CPU in fp32 and, once quantized, int8 or fake-quant; Vim also on CUDA.
 
 Options:
   --model M         model file or built-in name (vim-fmnist)

@@ -58,8 +58,9 @@ Options:
   },
 };
 
-/** `ptq4vm info` for LocalVim / VMamba / LocalVMamba (floating point only for now). */
+/** `ptq4vm info` for LocalVim / VMamba / LocalVMamba, FP or quantized. */
 async function printBackboneInfo(path: string, model: BackboneModel, json: boolean): Promise<number> {
+  const q = model.quantMetadata;
   const info = describeModel(model);
   const dtypes: Record<string, number> = {};
   let bytes = 0;
@@ -78,8 +79,11 @@ async function printBackboneInfo(path: string, model: BackboneModel, json: boole
   const input = modelInput(model);
   let inputLine: string;
   if ('stageGrids' in model) {
-    const grids = model.stageGrids(c.img_size, c.img_size).map((g) => `${g.H}×${g.W}`).join(', ');
-    inputLine = `${c.in_chans}×H×W, any size ≥ ${input.minSide} (nominal ${c.img_size}×${c.img_size}: stage grids ${grids})`;
+    const { H, W } = input.fixed ?? { H: c.img_size, W: c.img_size };
+    const grids = model.stageGrids(H, W).map((g) => `${g.H}×${g.W}`).join(', ');
+    inputLine = input.fixed
+      ? `${c.in_chans}×${H}×${W} only, the size it was quantized for (stage grids ${grids})`
+      : `${c.in_chans}×H×W, any size ≥ ${input.minSide} (nominal ${c.img_size}×${c.img_size}: stage grids ${grids})`;
   } else {
     inputLine = `${c.in_chans}×${c.img_size}×${c.img_size} → ${info.seqLen} tokens${model.dims.clsPos !== null ? ` (class token at ${model.dims.clsPos})` : ''}`;
   }
@@ -91,7 +95,10 @@ async function printBackboneInfo(path: string, model: BackboneModel, json: boole
     `parameters:  ${info.parameters.toLocaleString('en-US')}`,
   ];
   if (Object.keys(dtypes).length) lines.push(`tensors:     ${Object.entries(dtypes).map(([d, n]) => `${n}×${d}`).join(', ')} (${(bytes / 2 ** 20).toFixed(2)} MiB)`);
-  lines.push('quantized:   no (floating point; calibration of this family is not supported yet)');
+  lines.push(q
+    ? `quantized:   ${q.method} W${q.wbits}A${q.abits}, activations ${q.granularity}, weights per-channel; calibrated on ${q.calib_size} images (seed ${q.seed}`
+      + `${q.alpha !== undefined ? `, α ${q.alpha}` : ''}${q.steps !== undefined ? `, ${q.steps} JLSS steps` : ''})`
+    : 'quantized:   no (floating point)');
   if (info.normalize) lines.push(`normalize:   mean ${JSON.stringify(info.normalize.mean)} std ${JSON.stringify(info.normalize.std)}`);
   process.stdout.write(lines.join('\n') + '\n');
   return 0;

@@ -73,6 +73,11 @@ export interface CalibrationPlan {
   readonly chunk: number | null;
   /** The input size the plan (stage grids, token counts, scan orders) is built for. */
   readonly inputSize: { H: number; W: number };
+  /**
+   * JLSS keeps the parameters of the lowest unit loss it saw instead of the last step's
+   * (lib/quant/jlss.ts): false for Vim (the reference behaviour), true for the other families.
+   */
+  readonly jlssKeepBest: boolean;
 }
 
 /** Images per executor call on the streams of the hierarchical / local backbones (bounds their memory). */
@@ -132,7 +137,7 @@ function vimPlan(model: VimModel, H: number, W: number): CalibrationPlan {
       run: (ops, x) => vimMixer(ops, model, layer, x),
     });
   }
-  return { family: 'vim', steps, alpha: 0.5, chunk: null, inputSize: { H, W } };
+  return { family: 'vim', steps, alpha: 0.5, chunk: null, inputSize: { H, W }, jlssKeepBest: false };
 }
 
 function localVimPlan(model: LocalVimModel, H: number, W: number): CalibrationPlan {
@@ -169,7 +174,7 @@ function localVimPlan(model: LocalVimModel, H: number, W: number): CalibrationPl
       run: (ops, x, batch) => localVimMixer(ops, model, layer, x, batch),
     });
   }
-  return { family: 'localvim', steps, alpha: 0.5, chunk: BACKBONE_CHUNK, inputSize: { H, W } };
+  return { family: 'localvim', steps, alpha: 0.5, chunk: BACKBONE_CHUNK, inputSize: { H, W }, jlssKeepBest: true };
 }
 
 function vmambaPlan(model: VMambaModel, H: number, W: number): CalibrationPlan {
@@ -197,7 +202,7 @@ function vmambaPlan(model: VMambaModel, H: number, W: number): CalibrationPlan {
       });
     }
   }
-  return { family: 'vmamba', steps, alpha: 0.65, chunk: BACKBONE_CHUNK, inputSize: { H, W } };
+  return { family: 'vmamba', steps, alpha: 0.65, chunk: BACKBONE_CHUNK, inputSize: { H, W }, jlssKeepBest: true };
 }
 
 function localVMambaPlan(model: LocalVMambaModel, H: number, W: number): CalibrationPlan {
@@ -225,5 +230,5 @@ function localVMambaPlan(model: LocalVMambaModel, H: number, W: number): Calibra
       });
     }
   }
-  return { family: 'localvmamba', steps, alpha: 0.5, chunk: BACKBONE_CHUNK, inputSize: { H, W } };
+  return { family: 'localvmamba', steps, alpha: 0.5, chunk: BACKBONE_CHUNK, inputSize: { H, W }, jlssKeepBest: true };
 }

@@ -8,6 +8,7 @@ import { localVimConfig, looksLikeLocalVim, type LocalVimConfig } from '../local
 import { localVMambaConfig, looksLikeLocalVMamba, type LocalVMambaConfig } from '../localvmamba/config.js';
 import { looksLikeVMamba, vmambaConfig, vmambaKeyRenames, type VMambaConfig } from '../vmamba/config.js';
 import type { VReverse } from './scan-order.js';
+import { siteWeightSource } from './sites.js';
 import type { ShapeMap } from './tensors.js';
 import { Tensor, type Shape } from '../../tensor/tensor.js';
 
@@ -29,14 +30,35 @@ export interface BackboneHints {
   vReverse?: VReverse;
 }
 
-/** The family of a state dict, from its tensor names; null when it is none of the four. */
-export function detectFamily(shapes: ShapeMap): ModelFamily | null {
+/**
+ * The family of a state dict, from its tensor names; null when it is none of the four. A
+ * quantized file counts as the state dict it was made from (its `S.qweight` stand for the FP
+ * weights it replaces).
+ */
+export function detectFamily(stored: ShapeMap): ModelFamily | null {
+  const shapes = withReplacedWeights(stored);
   if (shapes.has('layers.0.mixer.x_proj_b.weight') || shapes.has('layers.0.mixer.A_b_log')) return 'vim';
   if (looksLikeLocalVim(shapes)) return 'localvim';
   if (looksLikeLocalVMamba(shapes)) return 'localvmamba';
   if (looksLikeVMamba(shapes) || (shapes.has('patch_embed.5.weight') && shapes.has('layers.0.blocks.0.op.x_proj.weight'))) return 'vmamba';
   if (shapes.has('layers.0.mixer.in_proj.weight')) return 'vim';
   return null;
+}
+
+/**
+ * The names a quantized file's `S.qweight` tensors replace (S.weight, or VMamba/LocalVMamba's
+ * stacked x_proj_weight / dt_projs_weight for a per-direction slice) added to `shapes`, for
+ * name-based detection only (the shapes of the added names are not the FP ones).
+ */
+function withReplacedWeights(shapes: ShapeMap): ShapeMap {
+  let out: Map<string, Shape> | null = null;
+  for (const [k, shape] of shapes) {
+    if (!k.endsWith('.qweight')) continue;
+    out ??= new Map(shapes);
+    const fp = siteWeightSource(k.slice(0, -'.qweight'.length)).tensor;
+    if (!out.has(fp)) out.set(fp, shape);
+  }
+  return out ?? shapes;
 }
 
 /** The family of a state dict or a ConfigError saying what it is not. */

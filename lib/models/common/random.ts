@@ -127,3 +127,25 @@ export function randomBackboneImages(model: BackboneModel, batch: number, seed =
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.0137 + seed) + (r() - 0.5);
   return new Tensor('F32', [batch, C, size, size], data);
 }
+
+/**
+ * n images [n, C, H, W] that differ from each other (already "normalized"): per image and channel
+ * an oriented sinusoid of its own frequency, phase, amplitude and offset, plus uniform noise;
+ * deterministic in seed. Unlike randomBackboneImages (one pattern, fresh noise), a random head
+ * tells these apart, so agreement of predictions between precisions means something.
+ */
+export function syntheticImages(n: number, C: number, H: number, W: number, seed: number): Tensor<'F32'> {
+  const r = uniforms('synthetic images', seed);
+  const data = new Float32Array(n * C * H * W);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < C; c++) {
+      const fx = 0.02 + 0.4 * r(), fy = 0.02 + 0.4 * r(), phase = 2 * Math.PI * r();
+      const amp = 0.4 + 1.6 * r(), offset = 1.2 * (r() - 0.5);
+      const base = (i * C + c) * H * W;
+      for (let y = 0; y < H; y++) {
+        for (let x = 0; x < W; x++) data[base + y * W + x] = amp * Math.sin(fx * x + fy * y + phase) + offset + 0.8 * (r() - 0.5);
+      }
+    }
+  }
+  return new Tensor('F32', [n, C, H, W], data);
+}
