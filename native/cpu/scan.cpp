@@ -59,9 +59,11 @@ void selective_scan_bidir_f32(const BiScanArgs& a) {
   if (a.B <= 0 || a.L <= 0 || a.E <= 0) return;
   const int isa = int(active_isa());
   const int lanes = lanes_of(isa);
-  const auto block_fn = cpu::pick_isa(isa, cpu::scalar::selective_scan_bidir_block,
-                                      cpu::avx2::selective_scan_bidir_block,
-                                      cpu::avx512::selective_scan_bidir_block);
+  const bool vnni = isa >= int(Isa::Avx512Vnni);
+  const auto block_fn = vnni ? cpu::vnni::selective_scan_bidir_block
+                             : cpu::pick_isa(isa, cpu::scalar::selective_scan_bidir_block,
+                                             cpu::avx2::selective_scan_bidir_block,
+                                             cpu::avx512::selective_scan_bidir_block);
   const int64_t a2t_ld = (a.E + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
   const int64_t N = std::max<int64_t>(a.N, 0);
   const int64_t rows = a.B * a.L;
@@ -69,7 +71,7 @@ void selective_scan_bidir_f32(const BiScanArgs& a) {
   for (int k = 0; k < 2; ++k) {
     if (!a.dir[k].dt_proj) continue;
     dt_rank = std::max(dt_rank, a.dir[k].dt_proj->R);
-    codes_floats[k] = (rows * a.dir[k].dt_proj->R + 15) / 16 * 16;
+    if (!vnni) codes_floats[k] = (rows * a.dir[k].dt_proj->R + 15) / 16 * 16;
   }
   // One buffer: A·log2 e of both directions, then the dt_proj input codes as floats.
   float* a2t_mem = cpu::thread_scratch_as<float>(
@@ -82,7 +84,7 @@ void selective_scan_bidir_f32(const BiScanArgs& a) {
   const float* dt_codes[2] = {codes_mem, codes_mem + codes_floats[0]};
   for (int k = 0; k < 2; ++k) {
     const ScanDtProjInt8* p = a.dir[k].dt_proj;
-    if (!p) continue;
+    if (!p || vnni) continue;
     float* dst = codes_mem + (k ? codes_floats[0] : 0);
     for (int64_t r = 0; r < rows; ++r) {
       const float zero = float(p->a_zero[r % p->period]);

@@ -8,6 +8,7 @@
 // simd.h for softplus, SiLU and the decays; everything else is shared.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "ptq4vm/scan.h"
@@ -22,12 +23,24 @@ namespace {
 // out-of-order core overlap it with the neighbouring recurrence steps.
 constexpr int kScanChunk = 8;
 
+// Where the build has AVX-512 VNNI (scan_vnni.cpp), dt_proj's products run on vpdpbusd: four
+// u8·s8 products per lane and instruction instead of one float multiply-add each, which the
+// scan, bound by its multiply-add pipes, feels (Vim-Ti: ~5 % of the scan).
+#if defined(__AVX512VNNI__)
+#define PTQ4VM_SCAN_VNNI_DT_PROJ 1
+#else
+#define PTQ4VM_SCAN_VNNI_DT_PROJ 0
+#endif
+
 // dt_proj computed in the scan (ScanDtProjInt8) for one channel block: the block's weights as
-// floats, wf[r·W + lane] = qw[e0 + lane, r], and its output scales.
+// floats, wf[r·W + lane] = qw[e0 + lane, r], and its output scales. With VNNI, wf holds instead
+// the weights as int8 quadruples, lane-major per group of four r (zero past R), and w_sum the
+// lanes' Σ_r qw, for the zero-point correction.
 struct BlockDtProj {
   const ScanDtProjInt8* p = nullptr;  // null: Δ is read from memory
   const float* wf = nullptr;
-  const float* codes = nullptr;       // [B·L, R]: q − zero of every row, as floats
+  const float* codes = nullptr;       // [B·L, R]: q − zero of every row, as floats (not with VNNI)
+  VecF w_sum = VecF::zero();
   VecF w_scale = VecF::zero();
   int64_t row0 = 0;                   // b·L: token t is code row row0 + t
   int64_t row0_period = 0;            // row0 % period
@@ -48,18 +61,56 @@ struct ScanBlockOperands {
 // whose rows b·L + t give t, and period 1).
 inline int64_t period_index(int64_t i, int64_t period) { return i < period ? i : period == 1 ? 0 : i % period; }
 
-// Fills wf [R, W] for channel block [e0, e0 + lanes) (lanes past E are 0).
-inline void block_dt_proj_weights(const ScanDtProjInt8& p, int64_t e0, int lanes, float* wf) {
+// Fills wf for channel block [e0, e0 + lanes) (lanes past E are 0): [R, W] floats, or with
+// VNNI ⌈R/4⌉ groups of W int8 quadruples (R·W floats' room suffices), then returns Σ_r qw.
+inline VecF block_dt_proj_weights(const ScanDtProjInt8& p, int64_t e0, int lanes, float* wf) {
   constexpr int W = VecF::kWidth;
+#if PTQ4VM_SCAN_VNNI_DT_PROJ
+  auto* packed = reinterpret_cast<int8_t*>(wf);
+  alignas(64) float sums[W];
+  for (int l = 0; l < W; ++l) {
+    int32_t sum = 0;
+    for (int64_t r = 0; r < (p.R + 3) / 4 * 4; ++r) {
+      const int8_t w = l < lanes && r < p.R ? p.qw[(e0 + l) * p.R + r] : 0;
+      packed[(r / 4) * W * 4 + l * 4 + r % 4] = w;
+      sum += w;
+    }
+    sums[l] = float(sum);
+  }
+  return VecF::load(sums);
+#else
   for (int64_t r = 0; r < p.R; ++r)
     for (int l = 0; l < W; ++l) wf[r * W + l] = l < lanes ? float(p.qw[(e0 + l) * p.R + r]) : 0.0f;
+  return VecF::zero();
+#endif
 }
 
 // Δ of token t from its dt_proj input codes, bit for bit what gemm_u8s8_f32 writes: the
 // integer sums Σ_r (q − zero)·qw are exact in float (below 2^24), then the same epilogue.
 inline VecF dt_proj_row(const BlockDtProj& d, int64_t t) {
-  constexpr int W = VecF::kWidth;
   const ScanDtProjInt8& p = *d.p;
+#if PTQ4VM_SCAN_VNNI_DT_PROJ
+  // Σ_r q·qw exactly in int32, then − zero·Σ_r qw: every term an integer below 2^24, so the
+  // float result equals the float sums of (q − zero)·qw below, and gemm_u8s8_f32's.
+  const uint8_t* q = p.q + (d.row0 + t) * p.ldq;
+  const auto* packed = reinterpret_cast<const __m512i*>(d.wf);
+  __m512i acc = _mm512_setzero_si512();
+  int64_t g = 0;
+  for (; 4 * g + 4 <= p.R; ++g) {
+    int32_t four;
+    std::memcpy(&four, q + 4 * g, 4);
+    acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(four), _mm512_loadu_si512(packed + g));
+  }
+  if (4 * g < p.R) {
+    int32_t four = 0;
+    std::memcpy(&four, q + 4 * g, size_t(p.R - 4 * g));  // the weights past R are 0
+    acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(four), _mm512_loadu_si512(packed + g));
+  }
+  const int64_t per = period_index(d.row0_period + t, p.period);
+  const VecF sum = fma(VecF::set1(-float(p.a_zero[per])), d.w_sum, VecF(_mm512_cvtepi32_ps(acc)));
+  return fma(sum * VecF::set1(p.a_scale[per]), d.w_scale, VecF::zero());
+#else
+  constexpr int W = VecF::kWidth;
   const float* c = d.codes + (d.row0 + t) * p.R;
   VecF acc0 = VecF::zero(), acc1 = VecF::zero();
   int64_t r = 0;
@@ -70,6 +121,7 @@ inline VecF dt_proj_row(const BlockDtProj& d, int64_t t) {
   if (r < p.R) acc0 = fma(VecF::set1(c[r]), VecF::load(d.wf + r * W), acc0);
   const int64_t per = period_index(d.row0_period + t, p.period);
   return fma((acc0 + acc1) * VecF::set1(p.a_scale[per]), d.w_scale, VecF::zero());
+#endif
 }
 
 // Rows the sink writes (token t at base + t · stride bytes), prefetched a chunk ahead; base
@@ -265,8 +317,8 @@ void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t
     const ScanDirectionArgs& s = a.dir[k];
     BlockDtProj dtp;
     if (s.dt_proj) {
-      block_dt_proj_weights(*s.dt_proj, e0, lanes, wf);
-      dtp = {s.dt_proj, wf, dt_codes[k], load(s.dt_proj->w_scale + e0), b * a.L, b * a.L % s.dt_proj->period};
+      const VecF w_sum = block_dt_proj_weights(*s.dt_proj, e0, lanes, wf);
+      dtp = {s.dt_proj, wf, dt_codes[k], w_sum, load(s.dt_proj->w_scale + e0), b * a.L, b * a.L % s.dt_proj->period};
       wf += s.dt_proj->R * W;
     }
     d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, s.dt_proj ? nullptr : s.delta + b * a.L * s.lddelta + e0, s.lddelta,

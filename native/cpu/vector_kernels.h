@@ -18,7 +18,8 @@ namespace ptq4vm::cpu {
 // selective_scan_bidir_block: like selective_scan_block for both directions of BiScanArgs;
 //   fwd_buf holds L · vector_lanes() floats of scratch, dt_wf 2 · R · vector_lanes() floats
 //   for the directions' dt_proj weights (R: the larger dt_rank; unused without dt_proj), and
-//   dt_codes[k] direction k's dt_proj input codes minus their zero points as floats, [B·L, R].
+//   dt_codes[k] direction k's dt_proj input codes minus their zero points as floats, [B·L, R]
+//   (not read by the VNNI build, which takes the codes themselves).
 // quantize_u8_rows / quantize_params_rows: rows [r0, r1) of quantize_u8 /
 //   quantize_params_dynamic (same arguments).
 // vector_lanes: floats per vector in this build (E-blocks of the scan are this wide).
@@ -61,6 +62,14 @@ PTQ4VM_VECTOR_ISA_DECLS
 }
 namespace avx512 {
 PTQ4VM_VECTOR_ISA_DECLS
+}
+
+// The bidirectional scan built for AVX-512 VNNI (scan_vnni.cpp): dt_proj on vpdpbusd; the
+// drivers take it at Isa::Avx512Vnni instead of avx512's.
+namespace vnni {
+void selective_scan_bidir_block(const BiScanArgs& a, const float* const a2t[2], int64_t a2t_ld, int64_t b,
+                                int64_t e0, float* fwd_buf, float* state, float* dt_wf,
+                                const float* const dt_codes[2]);
 }
 
 // The function of `isa`'s set: pick(isa, scalar::f, avx2::f, avx512::f).
