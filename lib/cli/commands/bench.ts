@@ -53,56 +53,91 @@ export function describeMachine(device: Device): string {
   return `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ISA ${info.isa}, ${info.threads} threads`;
 }
 
-/**
- * Times the forward of `runner` on `images`: warm-up forwards (which also record and capture
- * the CUDA replay), then the median of `iters` forwards. The input check of ModelRunner.forward
- * (a host-side scan of every pixel) is done once, outside the timing.
- */
-function timeForward(ops: ModelOps<Mat>, model: AnyModel, images: Tensor<'F32'>, warmup: number, iters: number): { ms: number; logits: Float32Array } {
-  let logits: Float32Array = new Float32Array(0);
+/** One timed forward of `ops` on `images`, host images to host logits. */
+function forwardOnce(ops: ModelOps<Mat>, model: AnyModel, images: Tensor<'F32'>): { ms: number; logits: Float32Array } {
   // A non-Vim model only gets a ModelRunner on the CPU, whose executor has the backbone ops.
   const forward = model instanceof VimModel ? () => vimForward(ops, model, images) : () => backboneForward(ops as BackboneOps<Mat>, model, images);
-  const once = (): number => {
-    const t0 = performance.now();
-    try {
-      logits = ops.toHost(forward());
-    } finally {
-      ops.endForward();
-    }
-    return performance.now() - t0;
+  const t0 = performance.now();
+  try {
+    const logits = ops.toHost(forward());
+    return { ms: performance.now() - t0, logits };
+  } finally {
+    ops.endForward();
+  }
+}
+
+/**
+ * Times the forwards of every runner on `images`: `warmup` untimed forwards each (which also
+ * record and capture the CUDA replay), then `iters` rounds. On the CPU a round runs every
+ * precision once, one after the other, so a slow spell of a shared machine (other tenants,
+ * frequency changes) lands on all of them alike instead of on whichever ran then; on CUDA each
+ * precision runs its rounds back to back (its replay stays resident). The input check of
+ * ModelRunner.forward (a host-side scan of every pixel) is done once, outside the timing.
+ * Returns the median time of each runner.
+ */
+function timeForwards(runners: ModelRunner[], model: AnyModel, images: Tensor<'F32'>, warmup: number, iters: number, interleave: boolean): number[] {
+  const times: number[][] = runners.map(() => []);
+  const round = (which: number[]) => {
+    for (const i of which) times[i]!.push(forwardOnce(runners[i]!.ops, model, images).ms);
   };
-  for (let i = 0; i < warmup; i++) once();
-  const times: number[] = [];
-  for (let i = 0; i < iters; i++) times.push(once());
-  return { ms: median(times), logits };
+  const all = runners.map((_, i) => i);
+  if (interleave) {
+    for (const i of all) for (let w = 0; w < warmup; w++) forwardOnce(runners[i]!.ops, model, images);
+    for (let k = 0; k < iters; k++) round(all);
+  } else {
+    for (const i of all) {
+      for (let w = 0; w < warmup; w++) forwardOnce(runners[i]!.ops, model, images);
+      for (let k = 0; k < iters; k++) round([i]);
+    }
+  }
+  return times.map(median);
 }
 
 async function benchModel(model: AnyModel, device: Device, precisions: BenchPrecision[], batches: number[], warmup: number, iters: number,
   log: (s: string) => void): Promise<Map<BenchPrecision, Map<number, Timing>>> {
   const out = new Map<BenchPrecision, Map<number, Timing>>();
+  const live: { precision: BenchPrecision; runner: ModelRunner }[] = [];
   for (const precision of precisions) {
     const row = new Map<number, Timing>();
     out.set(precision, row);
-    let runner: ModelRunner | null = null;
     try {
-      runner = new ModelRunner(model, { device, precision: precision as Precision });
+      live.push({ precision, runner: new ModelRunner(model, { device, precision: precision as Precision }) });
     } catch (e) {
       for (const b of batches) row.set(b, { ms: null, deviceMs: null, error: (e as Error).message.split('\n')[0]! });
-      continue;
     }
-    for (const B of batches) {
-      const images = model instanceof VimModel ? randomImages(model, B, 1000 + B) : backboneImages(model, B, 1000 + B);
+  }
+  // Interleaving needs every runner to succeed on a batch; one that fails is timed alone.
+  const timeAlone = (entry: (typeof live)[number], images: Tensor<'F32'>, B: number) => {
+    const row = out.get(entry.precision)!;
+    try {
+      const [ms] = timeForwards([entry.runner], model, images, warmup, iters, false) as [number];
+      let deviceMs: number | null = null;
+      if (entry.runner.ops instanceof CudaExecutor) deviceMs = entry.runner.ops.timeRecorded(images.shape.join('x'), iters);
+      row.set(B, { ms, deviceMs, error: null });
+      log(`  ${entry.precision} batch ${B}: ${ms.toFixed(3)} ms${deviceMs !== null ? ` (device ${deviceMs.toFixed(3)} ms)` : ''}`);
+    } catch (e) {
+      row.set(B, { ms: null, deviceMs: null, error: (e as Error).message.split('\n')[0]! });
+      log(`  ${entry.precision} batch ${B}: failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+  };
+  for (const B of batches) {
+    const images = model instanceof VimModel ? randomImages(model, B, 1000 + B) : backboneImages(model, B, 1000 + B);
+    let interleaved = false;
+    if (device === 'cpu' && live.length > 1) {
       try {
-        const { ms } = timeForward(runner.ops, model, images, warmup, iters);
-        let deviceMs: number | null = null;
-        if (runner.ops instanceof CudaExecutor) deviceMs = runner.ops.timeRecorded(images.shape.join('x'), iters);
-        row.set(B, { ms, deviceMs, error: null });
-        log(`  ${precision} batch ${B}: ${ms.toFixed(3)} ms${deviceMs !== null ? ` (device ${deviceMs.toFixed(3)} ms)` : ''}`);
-      } catch (e) {
-        row.set(B, { ms: null, deviceMs: null, error: (e as Error).message.split('\n')[0]! });
-        log(`  ${precision} batch ${B}: failed: ${(e as Error).message.split('\n')[0]}`);
+        const ms = timeForwards(live.map((l) => l.runner), model, images, warmup, iters, true);
+        live.forEach((l, i) => {
+          out.get(l.precision)!.set(B, { ms: ms[i]!, deviceMs: null, error: null });
+          log(`  ${l.precision} batch ${B}: ${ms[i]!.toFixed(3)} ms`);
+        });
+        interleaved = true;
+      } catch {
+        // Fall through: time each precision alone to find and report the one that fails.
       }
     }
+    if (!interleaved) for (const entry of live) timeAlone(entry, images, B);
+  }
+  for (const { precision, runner } of live) {
     if (runner.ops instanceof CudaExecutor) {
       const state = runner.ops.replayState();
       const notGraph = Object.entries(state).filter(([, s]) => s !== 'graph');
@@ -265,8 +300,10 @@ per-token static activations from one random image: NOT PTQ4VM, the accuracy mea
 --model benchmarks a real file of any family (a quantized file uses its own quantization; an FP
 one gets the speed-only quantization for its int8 run).
 A time is the median of --iters forwards from host images to host logits (upload, every
-kernel, download) after --warmup forwards; on CUDA the repeated forwards replay as one CUDA
-graph (PTQ4VM_CUDA_REPLAY=off|launches|graph), and "device" is that graph alone, back to back.
+kernel, download) after --warmup forwards. On the CPU the precisions take turns (fp32, int8,
+fp32, int8, ...), so a slow spell of a shared machine weighs on both sides of the ratio alike.
+On CUDA the repeated forwards replay as one CUDA graph (PTQ4VM_CUDA_REPLAY=off|launches|graph),
+and "device" is that graph alone, back to back.
 
 Options:
   --arch A          vim-ti | vim-s | vim-b | local_vim_tiny | local_vim_tiny_middle_cls_token |
