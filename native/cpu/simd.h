@@ -349,18 +349,36 @@ inline VecF exp2_in_range_f32(VecF x) { return exp2_f32(x); }
 // errors of 1e-5..1e-4 in Δ, the gate and the decays cost no accuracy and save a third of the
 // scan's arithmetic outside the recurrence. AVX-512 only; the other builds keep the exact math.
 #if defined(__AVX512F__)
-// 2^x for x in [−125, 125] (the caller checks) by exp2_in_range_f32's table and a first-order
-// correction s·(1 + r·ln 2), |r| ≤ 1/64: relative error ≤ 6e-5, exact at x = 0 (so a decay
-// near 1, which the recurrence raises to high powers, keeps its exponent to within |x|·0.6 %).
+// The fast functions' table: 2^(j/32)·ln2 (rounded to float) with (j << 18) subtracted, as
+// kExp2Table32Bits. The first-order 2^(j/32 + r) ≈ 2^(j/32)·(1 + r·ln2) is then evaluated as
+// (2^(j/32)·ln2)·(r + 1/ln2): an add and one multiply instead of a multiply and a multiply-add,
+// which the scan's recurrence, bound by its multiply-add pipes, feels. float(1/ln2) times
+// entry 0, float(ln2), is exactly 1, so 2^0 = 1.
+alignas(64) constexpr int32_t kExp2Ln2Table32Bits[32] = {
+    0x3F317218, 0x3F3154CC, 0x3F314D47, 0x3F315C05, 0x3F318182, 0x3F31BE3D, 0x3F3212B8, 0x3F327F79,
+    0x3F330509, 0x3F33A3F1, 0x3F345CC0, 0x3F353007, 0x3F361E5B, 0x3F372853, 0x3F384E8A, 0x3F39919F,
+    0x3F3AF233, 0x3F3C3876, 0x3F3B0739, 0x3F39E5B9, 0x3F38D44F, 0x3F37D354, 0x3F36E324, 0x3F36041F,
+    0x3F3536A4, 0x3F347B15, 0x3F33D1D6, 0x3F333B50, 0x3F32B7E9, 0x3F32480F, 0x3F31EC2D, 0x3F31A4B5};
+constexpr float kInvLn2 = 1.44269502f;
+
+// 2^(k + r) for t = the float whose bits hold 32·k (k a multiple of 1/32, see exp2_in_range_f32)
+// and |r| ≤ 1/64: relative error ≤ 6e-5 (the dropped (r·ln2)²/2 term).
+inline __m512 exp2_fast_from_parts(__m512 t, __m512 r) {
+  const __m512i ti = _mm512_castps_si512(t);
+  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Ln2Table32Bits), ti,
+                                                  _mm512_load_si512(kExp2Ln2Table32Bits + 16));
+  const __m512 s_ln2 = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
+  return _mm512_mul_ps(_mm512_add_ps(r, _mm512_set1_ps(kInvLn2)), s_ln2);
+}
+
+// 2^x for x in [−125, 125] (the caller checks) by the table above, first order: relative error
+// ≤ 6e-5, exact at x = 0 (so a decay near 1, which the recurrence raises to high powers, keeps
+// its exponent to within |x|·0.6 %).
 inline VecF exp2_fast_in_range_f32(VecF x) {
   constexpr float kRound32 = 393216.0f;
   const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound32));
   const __m512 r = _mm512_reduce_ps(x.v, (5 << 4) | _MM_FROUND_TO_NEAREST_INT);  // as in exp2_in_range_f32
-  const __m512i ti = _mm512_castps_si512(t);
-  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Table32Bits), ti,
-                                                  _mm512_load_si512(kExp2Table32Bits + 16));
-  const __m512 s = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
-  return _mm512_fmadd_ps(s, _mm512_mul_ps(r, _mm512_set1_ps(0.693147182f)), s);
+  return exp2_fast_from_parts(t, r);
 }
 
 // e^x, relative error ≤ 6e-5; x is clamped to [−86, 86] (results in [2^−124, 2^124]).
@@ -370,11 +388,7 @@ inline VecF exp_fast_f32(VecF x) {
   // x·log2 e split exactly into k (a multiple of 1/32) + r by the multiply-adds.
   const __m512 t = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound32));
   const __m512 r = _mm512_fmsub_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));
-  const __m512i ti = _mm512_castps_si512(t);
-  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Table32Bits), ti,
-                                                  _mm512_load_si512(kExp2Table32Bits + 16));
-  const __m512 s = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
-  return _mm512_fmadd_ps(s, _mm512_mul_ps(r, _mm512_set1_ps(0.693147182f)), s);
+  return exp2_fast_from_parts(t, r);
 }
 
 // log1p(y) for y in [0, 1] as y·P(y), P of degree 5 (minimax in relative error: 8.5e-6).
