@@ -313,9 +313,13 @@ alignas(64) constexpr int32_t kExp2Table32Bits[32] = {
 inline VecF exp2_in_range_f32(VecF x) {
   constexpr float kRound32 = 393216.0f;  // 1.5 · 2^18: rounds to a multiple of 1/32
   const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound32));
-  // r = x − (x rounded to a multiple of 1/32), exactly, in one vreduceps (the same value as
-  // x − (t − 1.5·2^18), one add-pipe operation fewer).
-  const __m512 r = _mm512_reduce_ps(x.v, (5 << 4) | _MM_FROUND_TO_NEAREST_INT);
+  // r from t, not from x alone (vreduceps would save an add): the compiler may contract the
+  // caller's x = dt·a with the add above, or with the subtraction below, into a multiply-add
+  // (GCC's default -ffp-contract=fast), so t or r can see the exact product where x holds the
+  // rounded one. r = x − (t − 1.5·2^18) keeps k + r equal to the product either way (to one
+  // rounding); an r rounded independently of t would be off by 1/32 whenever the two roundings
+  // fall on either side of a multiple of 1/32.
+  const __m512 r = _mm512_sub_ps(x.v, _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));
   const __m512i ti = _mm512_castps_si512(t);
   const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Table32Bits), ti,
                                                   _mm512_load_si512(kExp2Table32Bits + 16));
@@ -377,7 +381,7 @@ inline __m512 exp2_fast_from_parts(__m512 t, __m512 r) {
 inline VecF exp2_fast_in_range_f32(VecF x) {
   constexpr float kRound32 = 393216.0f;
   const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound32));
-  const __m512 r = _mm512_reduce_ps(x.v, (5 << 4) | _MM_FROUND_TO_NEAREST_INT);  // as in exp2_in_range_f32
+  const __m512 r = _mm512_sub_ps(x.v, _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));  // from t: see exp2_in_range_f32
   return exp2_fast_from_parts(t, r);
 }
 

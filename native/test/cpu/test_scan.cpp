@@ -119,3 +119,46 @@ TEST_CASE("selective_scan_f32: forward + reversed halves sum like the Vim div2 c
   for (size_t i = 0; i < y_sum.size(); ++i) y_f[i] = 0.5f * y_f[i] + 0.5f * y_b[i];
   CHECK(rel_max_err(y_sum.data(), y_f.data(), y_f.size()) < 2e-5);
 }
+
+// Decays whose exponent x = Δ·A·log2 e is, as a float, exactly a midpoint (m + 1/2)/32 of the
+// exp2 table's steps while the exact product is not: rounded to 1/32 the float product goes to
+// the even neighbour and the exact one (which a compiler-contracted multiply-add sees) to the
+// nearer one, and half the time they differ. The kernel's 2^x must still be 2^(the product) to
+// ~1 ulp; a remainder r rounded separately from the table index k (simd.h, exp2_in_range_f32)
+// would put it off by 2^(1/32) ≈ 2 % wherever the compiler contracts the product into the add.
+TEST_CASE("selective_scan_f32: decays whose exponent is a midpoint of the exp2 table's steps") {
+  Rng rng(43);
+  const double log2e = 1.4426950408889634;
+  for_each_isa([&](Isa) {
+    for (int64_t N : {16, 5}) {
+      const int64_t B = 1, L = 3, E = 37;
+      auto s = make_scan(rng, B, L, E, N, /*softplus*/ false, false, false, false);
+      ScanArgs& a = s.args;
+      int64_t midpoints = 0;
+      for (int64_t e = 0; e < E; ++e) {
+        // Δ of tokens 1 and 2 (token 0's decay multiplies a zero state).
+        for (int64_t t = 1; t < L; ++t) s.delta[t * a.lddelta + e] = rng.uniform(0.05f, 0.9f);
+        const float dt = s.delta[1 * a.lddelta + e];
+        for (int64_t n = 0; n < N; ++n) {
+          const double target = -(double(rng.integer(1, 150)) + 0.5) / 32.0;
+          const float A0 = float(target / (double(dt) * log2e));
+          float A = A0;
+          for (int k = 0; k < 4000; ++k) {
+            // A0, then one ulp further each way in turn.
+            float cand = A0;
+            for (int j = 0; j < (k + 1) / 2; ++j) cand = std::nextafter(cand, k % 2 ? -1e30f : 0.0f);
+            const float a2 = float(double(cand) * log2e);  // as the kernels' A·log2 e table
+            if (dt * a2 == float(target) && double(dt) * double(a2) != target) {
+              A = cand;
+              ++midpoints;
+              break;
+            }
+          }
+          s.A[e * N + n] = A;
+        }
+      }
+      CHECK_MSG(midpoints > E * N / 4, "found only " << midpoints << " midpoint exponents of " << E * N);
+      check_scan(s, 2e-5, "midpoint exponents");
+    }
+  });
+}
