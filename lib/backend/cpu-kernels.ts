@@ -118,7 +118,7 @@ export interface ScanBidirF32Args {
   quant?: TokenQuantizer;
   /**
    * How softplus, SiLU and the decays are evaluated (ScanMath in scan_bidir.h): 'exact'
-   * (default; ≤ 3 ulp, the FP32 path) or 'fast' (relative error ≤ 7e-5 each, for the
+   * (default; ≤ 3 ulp, the FP32 path) or 'fast' (relative error ≤ 1.1e-4 each, for the
    * quantized path; AVX-512 builds only, elsewhere exact). The `…Ref` function ignores it.
    */
   math?: ScanMath;

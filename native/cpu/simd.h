@@ -353,46 +353,55 @@ inline VecF exp2_in_range_f32(VecF x) { return exp2_f32(x); }
 // errors of 1e-5..1e-4 in Δ, the gate and the decays cost no accuracy and save a third of the
 // scan's arithmetic outside the recurrence. AVX-512 only; the other builds keep the exact math.
 #if defined(__AVX512F__)
-// The fast functions' table: 2^(j/32)·ln2 (rounded to float) with (j << 18) subtracted, as
-// kExp2Table32Bits. The first-order 2^(j/32 + r) ≈ 2^(j/32)·(1 + r·ln2) is then evaluated as
-// (2^(j/32)·ln2)·(r + 1/ln2): an add and one multiply instead of a multiply and a multiply-add,
-// which the scan's recurrence, bound by its multiply-add pipes, feels. float(1/ln2) times
-// entry 0, float(ln2), is exactly 1, so 2^0 = 1.
-alignas(64) constexpr int32_t kExp2Ln2Table32Bits[32] = {
-    0x3F317218, 0x3F3154CC, 0x3F314D47, 0x3F315C05, 0x3F318182, 0x3F31BE3D, 0x3F3212B8, 0x3F327F79,
-    0x3F330509, 0x3F33A3F1, 0x3F345CC0, 0x3F353007, 0x3F361E5B, 0x3F372853, 0x3F384E8A, 0x3F39919F,
-    0x3F3AF233, 0x3F3C3876, 0x3F3B0739, 0x3F39E5B9, 0x3F38D44F, 0x3F37D354, 0x3F36E324, 0x3F36041F,
-    0x3F3536A4, 0x3F347B15, 0x3F33D1D6, 0x3F333B50, 0x3F32B7E9, 0x3F32480F, 0x3F31EC2D, 0x3F31A4B5};
-constexpr float kInvLn2 = 1.44269502f;
+// The fast functions' exponential: 2^(k + r), k a multiple of 1/32 and |r| ≤ 1/64, to first
+// order as m_j·2^⌊k⌋·(r + b) with b = 46/32 (j = 32·(k − ⌊k⌋)). b is what makes it cheap: the
+// remainder comes out already offset by b from the rounding (t − (1.5·2^18 + b) is k − b exactly,
+// a multiple of 1/32 like b), so a decay costs a multiply, three adds, the table lookup and one
+// more multiply, and the adds go to the add pipes, which the scan's recurrence leaves idle while
+// its multiply-add pipes are saturated (Zen 4: ~5 % of the quantized scan against the 1/ln2
+// form, 2^(j/32)·ln2·(r + 1/ln2), which needs one add more). b is not 1/ln2, so the line's slope
+// is 1/b where 2^r has ln2: m_j = 2^(j/32)·1.000046/b centres the error at ±5.3e-5; m_0 = 1/b
+// (rounded so that m_0·b is exactly 1) keeps 2^0 = 1 exact at the price of [−9.9e-5, 6.5e-6]
+// there. The table holds m_j's bits with (j << 18) subtracted, as kExp2Table32Bits.
+alignas(64) constexpr int32_t kExp2OffsetTable32Bits[32] = {
+    0x3F321643, 0x3F31FEB4, 0x3F31FAE8, 0x3F320D73, 0x3F3236D3, 0x3F327786, 0x3F32D010, 0x3F3340F7,
+    0x3F33CAC3, 0x3F346DFF, 0x3F352B3B, 0x3F360308, 0x3F36F5FA, 0x3F3804AB, 0x3F392FB5, 0x3F3A77B8,
+    0x3F3BDD56, 0x3F3CB09A, 0x3F3B81FF, 0x3F3A632F, 0x3F395484, 0x3F385658, 0x3F376907, 0x3F368CF0,
+    0x3F35C274, 0x3F3509F5, 0x3F3463D7, 0x3F33D083, 0x3F335061, 0x3F32E3DD, 0x3F328B65, 0x3F324769};
+constexpr float kFastRound32 = 393216.0f;                // 1.5·2^18: rounds to a multiple of 1/32
+constexpr float kFastRound32Offset = 393216.0f + 1.4375f;  // the same plus b (exact: a multiple of 1/32)
 
-// 2^(k + r) for t = the float whose bits hold 32·k (k a multiple of 1/32, see exp2_in_range_f32)
-// and |r| ≤ 1/64: relative error ≤ 6e-5 (the dropped (r·ln2)²/2 term).
-inline __m512 exp2_fast_from_parts(__m512 t, __m512 r) {
+// 2^(k + r) for t = the float whose bits hold 32·k (see exp2_in_range_f32) and the offset
+// remainder r_b = r + b: relative error ≤ 1e-4 (≤ 5.3e-5 but for j = 0), exact at k + r = 0.
+inline __m512 exp2_fast_from_parts(__m512 t, __m512 r_b) {
   const __m512i ti = _mm512_castps_si512(t);
-  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2Ln2Table32Bits), ti,
-                                                  _mm512_load_si512(kExp2Ln2Table32Bits + 16));
-  const __m512 s_ln2 = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
-  return _mm512_mul_ps(_mm512_add_ps(r, _mm512_set1_ps(kInvLn2)), s_ln2);
+  const __m512i table = _mm512_permutex2var_epi32(_mm512_load_si512(kExp2OffsetTable32Bits), ti,
+                                                  _mm512_load_si512(kExp2OffsetTable32Bits + 16));
+  const __m512 m = _mm512_castsi512_ps(_mm512_add_epi32(table, _mm512_slli_epi32(ti, 18)));
+  return _mm512_mul_ps(r_b, m);
 }
 
-// 2^x for x in [−125, 125] (the caller checks) by the table above, first order: relative error
-// ≤ 6e-5, exact at x = 0 (so a decay near 1, which the recurrence raises to high powers, keeps
-// its exponent to within |x|·0.6 %).
+// 2^x for x in [−125, 125] (the caller checks), relative error ≤ 1e-4, exact at x = 0 (so a
+// decay near 1, which the recurrence raises to high powers, keeps its exponent to within 1 %:
+// log2 of the result is x·(1/(b·ln2)) + O(x²), 1/(b·ln2) = 1.0036).
 inline VecF exp2_fast_in_range_f32(VecF x) {
-  constexpr float kRound32 = 393216.0f;
-  const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kRound32));
-  const __m512 r = _mm512_sub_ps(x.v, _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));  // from t: see exp2_in_range_f32
-  return exp2_fast_from_parts(t, r);
+  // x (the caller's dt·A·log2 e) stays a plain product: contracted into the two adds below as
+  // multiply-adds (GCC's default -ffp-contract=fast) it would put two ops on the saturated
+  // multiply-add pipes instead of one.
+  asm("" : "+v"(x.v));
+  const __m512 t = _mm512_add_ps(x.v, _mm512_set1_ps(kFastRound32));
+  // r_b from t, not from x alone (see exp2_in_range_f32): k + r_b − b is x to one rounding.
+  const __m512 r_b = _mm512_sub_ps(x.v, _mm512_sub_ps(t, _mm512_set1_ps(kFastRound32Offset)));
+  return VecF(exp2_fast_from_parts(t, r_b));
 }
 
-// e^x, relative error ≤ 6e-5; x is clamped to [−86, 86] (results in [2^−124, 2^124]).
+// e^x, relative error ≤ 1e-4; x is clamped to [−86, 86] (results in [2^−124, 2^124]).
 inline VecF exp_fast_f32(VecF x) {
   x = min(VecF::set1(86.0f), max(VecF::set1(-86.0f), x));
-  constexpr float kRound32 = 393216.0f;
-  // x·log2 e split exactly into k (a multiple of 1/32) + r by the multiply-adds.
-  const __m512 t = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound32));
-  const __m512 r = _mm512_fmsub_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_sub_ps(t, _mm512_set1_ps(kRound32)));
-  return exp2_fast_from_parts(t, r);
+  // x·log2 e split exactly into k (a multiple of 1/32) + r by the multiply-adds, r offset by b.
+  const __m512 t = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kFastRound32));
+  const __m512 r_b = _mm512_fmsub_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_sub_ps(t, _mm512_set1_ps(kFastRound32Offset)));
+  return exp2_fast_from_parts(t, r_b);
 }
 
 // log1p(y) for y in [0, 1] as y·P(y), P of degree 5 (minimax in relative error: 8.5e-6).
@@ -405,13 +414,13 @@ inline VecF log1p_unit_fast_f32(VecF y) {
   return p * y;
 }
 
-// softplus (relative error ≤ 7e-5): max(x, 0) + log1p(e^−|x|); above 20 the sum rounds to x.
+// softplus (relative error ≤ 1.1e-4): max(x, 0) + log1p(e^−|x|); above 20 the sum rounds to x.
 inline VecF softplus_fast_f32(VecF x) {
   const VecF neg_abs = _mm512_or_ps(x.v, _mm512_set1_ps(-0.0f));
   return max(x, VecF::zero()) + log1p_unit_fast_f32(exp_fast_f32(neg_abs));
 }
 
-// silu(x) = x / (1 + e^−x), relative error ≤ 7e-5.
+// silu(x) = x / (1 + e^−x), relative error ≤ 1.1e-4.
 inline VecF silu_fast_f32(VecF x) { return x * recip_f32(VecF::set1(1.0f) + exp_fast_f32(VecF::zero() - x)); }
 #endif
 

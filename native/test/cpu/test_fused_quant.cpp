@@ -182,8 +182,8 @@ TEST_CASE("selective_scan_bidir_f32: fp32 output and bytes, ragged shapes, every
 }
 
 TEST_CASE("selective_scan_bidir_f32: math fast stays within its bound of the reference, every ISA") {
-  // Per step, softplus, SiLU and the decays are off by ≤ 7e-5 relative; a state's error grows
-  // with the number of steps its memory spans (≤ L = 40 here), hence 40 · 7e-5 ≈ 3e-3 at worst.
+  // Per step, softplus, SiLU and the decays are off by ≤ 1.1e-4 relative; a state's error grows
+  // with the number of steps its memory spans (≤ L = 40 here), hence ≤ 40 · 1.1e-4 ≈ 4.4e-3 (these seeded data stay below 3e-3).
   // The bytes are still exactly quantize_u8 of the fast y, and within one level of the exact ones.
   Rng rng(87);
   ThreadCountGuard guard;

@@ -94,7 +94,7 @@ double worst_rel(const std::vector<float>& x, const std::vector<float>& y, Want&
 
 }  // namespace
 
-TEST_CASE("vector math: the fast functions of ScanMath::fast within their relative bounds (7e-5)") {
+TEST_CASE("vector math: the fast functions of ScanMath::fast within their relative bounds (1.1e-4)") {
   Rng rng(6);
   for_each_isa([&](Isa isa) {
     std::vector<float> y;
@@ -103,13 +103,13 @@ TEST_CASE("vector math: the fast functions of ScanMath::fast within their relati
     auto x = grid(-125.0f, 125.0f, 20011, rng);
     eval(isa, cpu::MathFn::Exp2FastInRange, x, y);
     double worst = worst_rel(x, y, [](double v) { return std::exp2(v); });
-    CHECK_MSG(worst <= 6e-5, "exp2_fast_in_range worst relative error " << worst);
+    CHECK_MSG(worst <= 1e-4, "exp2_fast_in_range worst relative error " << worst);
     x = grid(-1.0f / 64, 0.0f, 4001, rng);
     eval(isa, cpu::MathFn::Exp2FastInRange, x, y);
     for (size_t i = 0; i < x.size(); ++i) {
-      // log2 of the decay against x: relative error of the exponent ≤ 0.6 %·64·|x| ≤ 0.6 %.
+      // log2 of the decay against x: relative error of the exponent ≤ 0.95 % (slope 1/b, see simd.h).
       const double err = std::fabs(std::log2(double(y[i])) - double(x[i]));
-      CHECK_MSG(err <= 0.006 * std::fabs(double(x[i])) + 1e-7, "exp2_fast_in_range(" << x[i] << ") exponent error " << err);
+      CHECK_MSG(err <= 0.0095 * std::fabs(double(x[i])) + 1e-7, "exp2_fast_in_range(" << x[i] << ") exponent error " << err);
     }
     eval(isa, cpu::MathFn::Exp2FastInRange, {0.0f}, y);
     CHECK(y[0] == 1.0f);
@@ -117,15 +117,15 @@ TEST_CASE("vector math: the fast functions of ScanMath::fast within their relati
     x = grid(-86.0f, 86.0f, 20011, rng);
     eval(isa, cpu::MathFn::ExpFast, x, y);
     worst = worst_rel(x, y, [](double v) { return std::exp(v); });
-    CHECK_MSG(worst <= 6.5e-5, "exp_fast worst relative error " << worst);
+    CHECK_MSG(worst <= 1.05e-4, "exp_fast worst relative error " << worst);
 
     x = grid(-40.0f, 40.0f, 20011, rng);
     eval(isa, cpu::MathFn::SoftplusFast, x, y);
     worst = worst_rel(x, y, [](double v) { return v > 20.0 ? v : std::log1p(std::exp(v)); });
-    CHECK_MSG(worst <= 7e-5, "softplus_fast worst relative error " << worst);
+    CHECK_MSG(worst <= 1.1e-4, "softplus_fast worst relative error " << worst);
     eval(isa, cpu::MathFn::SiluFast, x, y);
     worst = worst_rel(x, y, [](double v) { return v / (1.0 + std::exp(-v)); });
-    CHECK_MSG(worst <= 7e-5, "silu_fast worst relative error " << worst);
+    CHECK_MSG(worst <= 1.1e-4, "silu_fast worst relative error " << worst);
     // Far outside the clamps: finite, with the right limits.
     x = {-1000.0f, -90.0f, 90.0f, 1000.0f};
     eval(isa, cpu::MathFn::SoftplusFast, x, y);
