@@ -117,15 +117,19 @@ export interface ScanBidirF32Args {
   /** Required with q. */
   quant?: TokenQuantizer;
   /**
-   * How softplus, SiLU and the decays are evaluated (ScanMath in scan_bidir.h): 'exact'
-   * (default; ≤ 3 ulp, the FP32 path) or 'fast' (relative error ≤ 1.1e-4 each, for the
-   * quantized path; AVX-512 builds only, elsewhere exact). The `…Ref` function ignores it.
+   * How softplus, SiLU and the decays are evaluated (MathMode, default 'exact'). The `…Ref`
+   * function ignores it.
    */
-  math?: ScanMath;
+  math?: MathMode;
 }
 
-/** See ScanBidirF32Args.math. */
-export type ScanMath = 'exact' | 'fast';
+/**
+ * How a kernel of the quantized path evaluates its transcendental functions (MathMode in
+ * native/include/ptq4vm/math_mode.h): 'exact' (≤ 3 ulp, the FP32 path) or 'fast' (relative
+ * error ≤ 1.1e-4 each, for the quantized path, whose values are rounded to 8 bits soon after;
+ * AVX-512 builds only, elsewhere exact).
+ */
+export type MathMode = 'exact' | 'fast';
 
 /** INT8 weights packed once for the CPU INT8 GEMM (an opaque native handle; freed by GC). */
 export interface PackedInt8 {
@@ -166,9 +170,12 @@ export interface CpuKernels {
    */
   addRmsNormF32(rows: number, D: number, x: Float32Array, residualIn: Float32Array | null, residualOut: Float32Array,
     weight: Float32Array, eps: number, out: Float32Array): void;
-  /** Causal depthwise conv over tokens of [B, L, E] (weight [E, K]); reverse runs it from the end. */
+  /**
+   * Causal depthwise conv over tokens of [B, L, E] (weight [E, K]); reverse runs it from the end.
+   * siluMath: how SiLU is evaluated (see MathMode; the `…Ref` function ignores it).
+   */
   causalConv1dF32(B: number, L: number, E: number, K: number, x: Float32Array, ldx: number, weight: Float32Array,
-    bias: Float32Array | null, reverse: boolean, applySilu: boolean, out: Float32Array, ldo: number): void;
+    bias: Float32Array | null, reverse: boolean, applySilu: boolean, out: Float32Array, ldo: number, siluMath: MathMode): void;
   selectiveScanF32(args: ScanF32Args): void;
   /** Conv2d(C → D, kernel P, stride S) of img [B, C, H, W] into tokens out [B, Gh·Gw, D]. */
   patchEmbedF32(B: number, C: number, H: number, W: number, P: number, S: number, img: Float32Array,
@@ -211,7 +218,8 @@ export interface CpuKernels {
   /** causalConv1dF32 with SiLU, writing out (fp32, the scan's u) and its quantization q (x_proj's input). */
   causalConv1dSiluQuantizeF32(B: number, L: number, E: number, K: number, x: Float32Array, ldx: number,
     weight: Float32Array, bias: Float32Array | null, reverse: boolean, out: Float32Array, ldo: number, period: number,
-    invSmooth: Float32Array | null, invScale: Float32Array, zero: Int32Array, qmax: number, q: Uint8Array, ldq: number): void;
+    invSmooth: Float32Array | null, invScale: Float32Array, zero: Int32Array, qmax: number, q: Uint8Array, ldq: number,
+    siluMath: MathMode): void;
   /** Both scan directions, combined and gated once, to y and/or q. */
   selectiveScanBidirF32(args: ScanBidirF32Args): void;
 

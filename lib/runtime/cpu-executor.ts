@@ -1,7 +1,7 @@
 import type { Act, Grid, LinearSite, Mat, ModelOps, ScanDirection, TokenOrder } from '../models/ops.js';
 import { aQmax, paramsInOriginalOrder, wQmax, type LinearQuant } from '../quant/params.js';
 import { Tensor } from '../tensor/tensor.js';
-import { cpuKernels, type PackedInt8, type ScanDtProjInt8, type ScanMath, type TokenQuantizer } from '../backend/cpu-kernels.js';
+import { cpuKernels, type MathMode, type PackedInt8, type ScanDtProjInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
 import { backboneKernels, type BackboneKernels } from '../backend/backbone-kernels.js';
 
 /** A host matrix view: `data` starts at element (0, 0). */
@@ -58,23 +58,24 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   readonly fuseDtProj: boolean;
 
   /**
-   * The math (ScanMath) of a bidirectional scan whose output feeds a quantized out_proj: 'fast'
-   * in the quantized modes (int8 and its simulation alike, so the two keep computing the same
-   * scan), else — and everywhere with PTQ4VM_EXACT_SCAN=1 — 'exact'. Every other scan (fp32
-   * mode, FP models, FP out_proj) is exact. See docs/design.md, numerics.
+   * The math (MathMode) of the ops whose output feeds a quantized linear: the bidirectional scan
+   * before out_proj and the conv1d + SiLU before x_proj. 'fast' in the quantized modes (int8 and
+   * its simulation alike, so the two keep computing the same values), else — and everywhere with
+   * PTQ4VM_EXACT_SCAN=1 — 'exact'. Every other op (fp32 mode, FP models, FP linears) is exact.
+   * See docs/design.md, numerics.
    */
-  readonly quantizedScanMath: ScanMath;
+  readonly quantizedMath: MathMode;
 
   /** u8 code buffers by length, reused across ops like the fp32 pool (see allocCodes). */
   private readonly codePool = new Map<number, Uint8Array[]>();
   private codeScopes: Uint8Array[][] = [[]];
 
-  /** opts.quantizedScanMath overrides the choice (and the environment) for tests and benchmarks. */
-  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean; quantizedScanMath?: ScanMath } = {}) {
+  /** opts.quantizedMath overrides the choice (and the environment) for tests and benchmarks. */
+  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean; quantizedMath?: MathMode } = {}) {
     this.quantMode = opts.quantMode ?? 'int8';
     this.fuseDtProj = opts.fuseDtProj ?? true;
-    this.quantizedScanMath =
-      opts.quantizedScanMath ?? (this.quantMode === 'off' || process.env.PTQ4VM_EXACT_SCAN === '1' ? 'exact' : 'fast');
+    this.quantizedMath =
+      opts.quantizedMath ?? (this.quantMode === 'off' || process.env.PTQ4VM_EXACT_SCAN === '1' ? 'exact' : 'fast');
   }
 
   get precision(): string {
@@ -233,15 +234,22 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const E = x.cols;
     const out = this.alloc(x.rows, E);
     const fused = this.fusedQuantizer(next);
+    const siluMath = this.mathFeeding(next);
     if (fused) {
       // The scan needs the fp32 values, x_proj their quantization: both from one pass.
       const codes = this.allocCodes(x.rows * E);
       this.k.causalConv1dSiluQuantizeF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, out.data, out.ld,
-        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, E);
+        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, E, siluMath);
       return { fp: out, quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
     }
-    this.k.causalConv1dF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, true, out.data, out.ld);
+    this.k.causalConv1dF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, true, out.data, out.ld,
+      siluMath);
     return { fp: out };
+  }
+
+  /** The math of an op whose output feeds `next` (see quantizedMath). */
+  private mathFeeding(next: LinearSite): MathMode {
+    return this.quantMode !== 'off' && next.quant ? this.quantizedMath : 'exact';
   }
 
   bidirectionalScan(dirs: readonly [ScanDirection<CpuMat>, ScanDirection<CpuMat>], z: CpuMat, L: number, next: LinearSite): Act<CpuMat> {
@@ -253,7 +261,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     };
     const args = {
       B: z.rows / L, L, E, N: dirs[0].B.cols, fwd: dir(dirs[0]), bwd: dir(dirs[1]), z: z.data, ldz: z.ld, deltaSoftplus: true,
-      math: this.quantMode !== 'off' && next.quant ? this.quantizedScanMath : 'exact',
+      math: this.mathFeeding(next),
     };
     const fused = this.fusedQuantizer(next);
     if (fused) {

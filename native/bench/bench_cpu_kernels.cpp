@@ -244,7 +244,7 @@ struct Block {
       s.dir[k].dt_proj = &dt_proj[k];
     }
     s.q = a_out.data(), s.ldq = kE, s.quant = quantizer(ones_e);
-    s.math = ScanMath::fast;
+    s.math = MathMode::fast;
     selective_scan_bidir_f32(s);
   }
 };
@@ -312,7 +312,7 @@ int main(int argc, char** argv) {
       bi.y = nullptr, bi.q = blk.a_out.data(), bi.ldq = kE, bi.quant = blk.quantizer(blk.ones_e);
       report("scan_bidir_quant", "8x197x384 N=16", isa_name(isa), time_ms(n, [&] { selective_scan_bidir_f32(bi); }),
              16.0 * kT * kE * kN);
-      bi.math = ScanMath::fast;
+      bi.math = MathMode::fast;
       report("scan_bidir_quant_fast", "8x197x384 N=16", isa_name(isa), time_ms(n, [&] { selective_scan_bidir_f32(bi); }),
              16.0 * kT * kE * kN);
     }

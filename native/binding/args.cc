@@ -45,6 +45,21 @@ bool Args::boolean(size_t i, const char* name) const {
   return info_[i].As<Napi::Boolean>().Value();
 }
 
+size_t Args::choice(size_t i, const char* name, std::initializer_list<const char*> choices) const {
+  std::string list;
+  for (const char* c : choices) list += std::string(list.empty() ? "" : " | ") + "'" + c + "'";
+  if (!info_[i].IsString()) {
+    throw Napi::TypeError::New(env(), std::string(fn_) + ": '" + name + "' must be " + list);
+  }
+  const std::string got = info_[i].As<Napi::String>().Utf8Value();
+  size_t k = 0;
+  for (const char* c : choices) {
+    if (got == c) return k;
+    ++k;
+  }
+  fail(std::string("'") + name + "' must be " + list);
+}
+
 template <typename T>
 Span<T> Args::typed(size_t i, const char* name, int64_t min_length, napi_typedarray_type type,
                     const char* type_name, bool allow_null) const {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <initializer_list>
 #include <limits>
 #include <new>
 #include <string>
@@ -29,6 +30,8 @@ class Args {
                   int64_t hi = std::numeric_limits<int32_t>::max()) const;
   double number(size_t i, const char* name) const;  // finite
   bool boolean(size_t i, const char* name) const;
+  // A string that must be one of `choices`; returns its index.
+  size_t choice(size_t i, const char* name, std::initializer_list<const char*> choices) const;
   bool is_null(size_t i) const;  // null or undefined
 
   // Typed arrays of exactly the element type; min_length elements at least.

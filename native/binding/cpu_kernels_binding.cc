@@ -92,10 +92,11 @@ Napi::Value AddRmsNormF32(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// causalConv1dF32(B, L, E, K, x, ldx, weight, bias|null, reverse, applySilu, out, ldo)
+// causalConv1dF32(B, L, E, K, x, ldx, weight, bias|null, reverse, applySilu, out, ldo, siluMath)
+//   siluMath: 'exact' | 'fast' (MathMode); the reference always computes exactly (in double).
 template <bool kRef>
 Napi::Value CausalConv1dF32(const Napi::CallbackInfo& info) {
-  Args a(info, kRef ? "causalConv1dF32Ref" : "causalConv1dF32", 12);
+  Args a(info, kRef ? "causalConv1dF32Ref" : "causalConv1dF32", 13);
   const int64_t B = a.integer(0, "B", 0, kMaxDim), L = a.integer(1, "L", 0, kMaxDim);
   const int64_t E = a.integer(2, "E", 0, kMaxDim), K = a.integer(3, "K", 1, 1024);
   const int64_t ldx = a.integer(5, "ldx", 0, kMaxDim), ldo = a.integer(11, "ldo", 0, kMaxDim);
@@ -107,12 +108,13 @@ Napi::Value CausalConv1dF32(const Napi::CallbackInfo& info) {
   auto bias = a.f32_or_null(7, "bias", E);
   const bool reverse = a.boolean(8, "reverse"), silu = a.boolean(9, "applySilu");
   auto out = a.f32(10, "out", o_len);
+  const MathMode silu_math = a.choice(12, "siluMath", {"exact", "fast"}) == 1 ? MathMode::fast : MathMode::exact;
   check_disjoint(a, "out", out.data, o_len, "x", x.data, x_len);
   check_disjoint(a, "out", out.data, o_len, "weight", w.data, E * K);
   check_disjoint(a, "out", out.data, o_len, "bias", bias.data, bias.data ? E : 0);
   run_kernel(a, [&] {
-    (kRef ? causal_conv1d_f32_ref : causal_conv1d_f32)(B, L, E, K, x.data, ldx, w.data, bias.data,
-                                                       reverse, silu, out.data, ldo);
+    if (kRef) causal_conv1d_f32_ref(B, L, E, K, x.data, ldx, w.data, bias.data, reverse, silu, out.data, ldo);
+    else causal_conv1d_f32(B, L, E, K, x.data, ldx, w.data, bias.data, reverse, silu, out.data, ldo, silu_math);
   });
   return info.Env().Undefined();
 }
@@ -576,10 +578,10 @@ Napi::Value AddRmsNormQuantizeF32(const Napi::CallbackInfo& info) {
 }
 
 // causalConv1dSiluQuantizeF32(B, L, E, K, x, ldx, weight, bias|null, reverse, out, ldo,
-//                             period, invSmooth|null, invScale, zero, qmax, q, ldq)
+//                             period, invSmooth|null, invScale, zero, qmax, q, ldq, siluMath)
 template <bool kRef>
 Napi::Value CausalConv1dSiluQuantizeF32(const Napi::CallbackInfo& info) {
-  Args a(info, kRef ? "causalConv1dSiluQuantizeF32Ref" : "causalConv1dSiluQuantizeF32", 18);
+  Args a(info, kRef ? "causalConv1dSiluQuantizeF32Ref" : "causalConv1dSiluQuantizeF32", 19);
   const int64_t B = a.integer(0, "B", 0, kMaxDim), L = a.integer(1, "L", 0, kMaxDim);
   const int64_t E = a.integer(2, "E", 0, kMaxDim), K = a.integer(3, "K", 1, 1024);
   const int64_t ldx = a.integer(5, "ldx", 0, kMaxDim), ldo = a.integer(10, "ldo", 0, kMaxDim);
@@ -595,14 +597,19 @@ Napi::Value CausalConv1dSiluQuantizeF32(const Napi::CallbackInfo& info) {
   const int64_t ldq = a.integer(17, "ldq", 0, kMaxDim);
   const int64_t q_len = strided_extent(a, "q", tokens, E, ldq);
   auto q = a.u8(16, "q", q_len);
+  const MathMode silu_math = a.choice(18, "siluMath", {"exact", "fast"}) == 1 ? MathMode::fast : MathMode::exact;
   check_disjoint(a, "out", out.data, o_len, "x", x.data, x_len);
   check_disjoint(a, "out", out.data, o_len, "weight", w.data, E * K);
   check_disjoint(a, "out", out.data, o_len, "bias", bias.data, bias.data ? E : 0);
   check_disjoint(a, "q", q.data, q_len, "x", x.data, x_len);
   check_disjoint(a, "q", q.data, q_len, "out", out.data, o_len);
   run_kernel(a, [&] {
-    (kRef ? causal_conv1d_silu_quantize_f32_ref : causal_conv1d_silu_quantize_f32)(
-        B, L, E, K, x.data, ldx, w.data, bias.data, reverse, out.data, ldo, quant, q.data, ldq);
+    if (kRef)
+      causal_conv1d_silu_quantize_f32_ref(B, L, E, K, x.data, ldx, w.data, bias.data, reverse, out.data, ldo, quant,
+                                          q.data, ldq);
+    else
+      causal_conv1d_silu_quantize_f32(B, L, E, K, x.data, ldx, w.data, bias.data, reverse, out.data, ldo, quant,
+                                      q.data, ldq, silu_math);
   });
   return info.Env().Undefined();
 }
@@ -614,7 +621,7 @@ Napi::Value CausalConv1dSiluQuantizeF32(const Napi::CallbackInfo& info) {
 //   dtProj = {R, q: Uint8Array, ldq, period, aScale, aZero: Int32Array (0..255), qweight:
 //   Int8Array [E·R], wScale [E]}: Δ computed in the kernel as the INT8 dt_proj (ScanDtProjInt8);
 //   delta and lddelta are then not read (may be omitted).
-//   math: 'exact' | 'fast' (ScanMath); the reference always computes exactly (in double).
+//   math: 'exact' | 'fast' (MathMode); the reference always computes exactly (in double).
 template <bool kRef>
 Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   const char* fn = kRef ? "selectiveScanBidirF32Ref" : "selectiveScanBidirF32";
@@ -687,7 +694,7 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   s.z = o.f32("z", z_len).data;
   inputs.push_back({s.z, z_len * 4, "z"});
   s.delta_softplus = o.boolean("deltaSoftplus", true);
-  s.math = o.choice("math", {"exact", "fast"}, 0) == 1 ? ScanMath::fast : ScanMath::exact;
+  s.math = o.choice("math", {"exact", "fast"}, 0) == 1 ? MathMode::fast : MathMode::exact;
   int64_t y_len = 0, q_len = 0;
   if (o.has("y")) {
     s.ldy = o.integer("ldy", 0, kMaxDim);

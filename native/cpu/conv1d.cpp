@@ -15,8 +15,8 @@ namespace ptq4vm {
 namespace {
 
 void run_tokens(int64_t B, int64_t L, int64_t E, int64_t K, const float* x, int64_t ldx, const float* weight,
-                const float* bias, bool reverse, bool apply_silu, float* out, int64_t ldo,
-                const TokenQuantizer* quant, uint8_t* q, int64_t ldq) {
+                const float* bias, bool reverse, bool apply_silu, MathMode silu_math, float* out,
+                int64_t ldo, const TokenQuantizer* quant, uint8_t* q, int64_t ldq) {
   if (B <= 0 || L <= 0 || E <= 0) return;
   float* weight_t = cpu::thread_scratch_as<float>(cpu::ScratchSlot::KernelLocal, size_t(K * E));
   for (int64_t e = 0; e < E; ++e)
@@ -28,8 +28,8 @@ void run_tokens(int64_t B, int64_t L, int64_t E, int64_t K, const float* x, int6
                [&](int64_t i0, int64_t i1) {
                  while (i0 < i1) {
                    const int64_t b = i0 / L, t0 = i0 % L, t1 = std::min(L, t0 + (i1 - i0));
-                   rows_fn(b, t0, t1, L, E, K, x, ldx, weight_t, bias, reverse, apply_silu, out, ldo,
-                           quant, q, ldq);
+                   rows_fn(b, t0, t1, L, E, K, x, ldx, weight_t, bias, reverse, apply_silu, silu_math, out,
+                           ldo, quant, q, ldq);
                    i0 += t1 - t0;
                  }
                });
@@ -39,15 +39,16 @@ void run_tokens(int64_t B, int64_t L, int64_t E, int64_t K, const float* x, int6
 
 void causal_conv1d_f32(int64_t B, int64_t L, int64_t E, int64_t K, const float* x, int64_t ldx,
                        const float* weight, const float* bias, bool reverse, bool apply_silu,
-                       float* out, int64_t ldo) {
-  run_tokens(B, L, E, K, x, ldx, weight, bias, reverse, apply_silu, out, ldo, nullptr, nullptr, 0);
+                       float* out, int64_t ldo, MathMode silu_math) {
+  run_tokens(B, L, E, K, x, ldx, weight, bias, reverse, apply_silu, silu_math, out, ldo, nullptr, nullptr, 0);
 }
 
 void causal_conv1d_silu_quantize_f32(int64_t B, int64_t L, int64_t E, int64_t K, const float* x,
                                      int64_t ldx, const float* weight, const float* bias,
                                      bool reverse, float* out, int64_t ldo,
-                                     const TokenQuantizer& quant, uint8_t* q, int64_t ldq) {
-  run_tokens(B, L, E, K, x, ldx, weight, bias, reverse, true, out, ldo, &quant, q, ldq);
+                                     const TokenQuantizer& quant, uint8_t* q, int64_t ldq,
+                                     MathMode silu_math) {
+  run_tokens(B, L, E, K, x, ldx, weight, bias, reverse, true, silu_math, out, ldo, &quant, q, ldq);
 }
 
 void causal_conv1d_f32_ref(int64_t B, int64_t L, int64_t E, int64_t K, const float* x, int64_t ldx,

@@ -1,6 +1,7 @@
 // Inner loop of causal_conv1d_f32 / causal_conv1d_silu_quantize_f32 against VecF (see
 // vector_kernels.h): for each token, each channel block accumulates the K taps that fall
-// inside the sequence, applies SiLU, stores, and quantizes when a quantizer is given.
+// inside the sequence, applies SiLU (FastSilu: MathMode::fast's), stores, and quantizes when a
+// quantizer is given.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +16,7 @@ namespace {
 // How far ahead the token loop prefetches the row of x it will need (1–8 measured alike).
 constexpr int64_t kConvPrefetchTokens = 2;
 
+template <bool FastSilu>
 void causal_conv1d_rows_impl(int64_t b, int64_t t0, int64_t t1, int64_t L, int64_t E, int64_t K,
                              const float* x, int64_t ldx, const float* weight_t, const float* bias,
                              bool reverse, bool apply_silu, float* out, int64_t ldo,
@@ -53,7 +55,7 @@ void causal_conv1d_rows_impl(int64_t b, int64_t t0, int64_t t1, int64_t L, int64
         acc = full ? fma(VecF::load(wr), VecF::load(xr), acc)
                    : fma(VecF::load_partial(wr, n), VecF::load_partial(xr, n), acc);
       }
-      if (apply_silu) acc = silu_f32(acc);
+      if (apply_silu) acc = FastSilu ? silu_fast_f32(acc) : silu_f32(acc);
       if (full) acc.store(orow + e);
       else acc.store_partial(orow + e, n);
       if (qrow) {

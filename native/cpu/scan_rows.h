@@ -4,7 +4,7 @@
 // terms (dt = softplus(Δ + bias), dt·u, D·u, SiLU(z)), a second pass runs the recurrence, whose
 // only per-state work is exp2(dt · A·log2 e) and three multiply-adds. The state h[n] of a
 // channel block lives in registers when the state size is a compile-time constant (NS > 0),
-// else in `state` scratch. Fast (ScanMath::fast) swaps in the reduced-precision functions of
+// else in `state` scratch. Fast (MathMode::fast) swaps in the reduced-precision functions of
 // simd.h for softplus, SiLU and the decays; everything else is shared.
 #pragma once
 #include <cstdint>
@@ -180,8 +180,9 @@ inline void scan_direction(const ScanBlockOperands& d, int64_t L, int64_t N, boo
       for (int i = 0; i < chunk; ++i) {
         const VecF uv = load(d.u + token(i) * d.ldu);
         VecF dt = VecF::load(dt_buf + i * W);
+        // softplus is ≥ 0 (or NaN, which dt_nan catches): only a raw Δ needs the lower bound.
         if constexpr (decltype(with_softplus)::value) dt = Fast ? softplus_fast_f32(dt) : softplus_f32(dt);
-        dt_lo = min(dt_lo, dt);
+        else dt_lo = min(dt_lo, dt);
         dt_hi = max(dt_hi, dt);
         dt_nan = fma(dt, VecF::zero(), dt_nan);  // NaN from here on if dt is NaN or infinite
         dt.store(dt_buf + i * W);

@@ -11,7 +11,7 @@ void selective_scan_bidir_block(const BiScanArgs& a, const float* const a2t[2], 
                                 int64_t e0, float* fwd_buf, float* state, float* dt_wf,
                                 const float* const dt_codes[2]) {
   static_assert(PTQ4VM_SCAN_VNNI_DT_PROJ, "scan_vnni.cpp must be compiled with AVX-512 VNNI");
-  const bool fast = a.math == ScanMath::fast;
+  const bool fast = a.math == MathMode::fast;
   if (a.N == 16) {
     if (fast) selective_scan_bidir_block_impl<16, true>(a, a2t, a2t_ld, b, e0, fwd_buf, state, dt_wf, dt_codes);
     else selective_scan_bidir_block_impl<16, false>(a, a2t, a2t_ld, b, e0, fwd_buf, state, dt_wf, dt_codes);

@@ -348,7 +348,7 @@ inline VecF exp2_f32(VecF x) { return std::exp2(x.v); }
 inline VecF exp2_in_range_f32(VecF x) { return exp2_f32(x); }
 #endif
 
-// ---- Reduced-precision math of the quantized scan (ScanMath::fast, see scan_bidir.h): its
+// ---- Reduced-precision math of the quantized scan (MathMode::fast, see scan_bidir.h): its
 // output is rounded to an 8-bit grid whose step is ~4e-3 of the token's range, so relative
 // errors of 1e-5..1e-4 in Δ, the gate and the decays cost no accuracy and save a third of the
 // scan's arithmetic outside the recurrence. AVX-512 only; the other builds keep the exact math.
@@ -395,14 +395,19 @@ inline VecF exp2_fast_in_range_f32(VecF x) {
   return VecF(exp2_fast_from_parts(t, r_b));
 }
 
-// e^x, relative error ≤ 1e-4; x is clamped to [−86, 86] (results in [2^−124, 2^124]).
-inline VecF exp_fast_f32(VecF x) {
-  x = min(VecF::set1(86.0f), max(VecF::set1(-86.0f), x));
+// e^x for x in [−86, 86] (the callers clamp), relative error ≤ 1e-4.
+inline __m512 exp_fast_in_range(VecF x) {
   // x·log2 e split exactly into k (a multiple of 1/32) + r by the multiply-adds, r offset by b.
   const __m512 t = _mm512_fmadd_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kFastRound32));
   const __m512 r_b = _mm512_fmsub_ps(x.v, _mm512_set1_ps(kLog2e), _mm512_sub_ps(t, _mm512_set1_ps(kFastRound32Offset)));
   return exp2_fast_from_parts(t, r_b);
 }
+
+// e^x, relative error ≤ 1e-4; x is clamped to [−86, 86] (results in [2^−124, 2^124]).
+inline VecF exp_fast_f32(VecF x) { return exp_fast_in_range(min(VecF::set1(86.0f), max(VecF::set1(-86.0f), x))); }
+
+// e^x for x ≤ 0 (softplus's e^−|x|), one clamp less: x is clamped to x ≥ −86. A NaN passes.
+inline VecF exp_fast_nonpositive_f32(VecF x) { return exp_fast_in_range(max(VecF::set1(-86.0f), x)); }
 
 // log1p(y) for y in [0, 1] as y·P(y), P of degree 5 (minimax in relative error: 8.5e-6).
 inline VecF log1p_unit_fast_f32(VecF y) {
@@ -417,7 +422,7 @@ inline VecF log1p_unit_fast_f32(VecF y) {
 // softplus (relative error ≤ 1.1e-4): max(x, 0) + log1p(e^−|x|); above 20 the sum rounds to x.
 inline VecF softplus_fast_f32(VecF x) {
   const VecF neg_abs = _mm512_or_ps(x.v, _mm512_set1_ps(-0.0f));
-  return max(x, VecF::zero()) + log1p_unit_fast_f32(exp_fast_f32(neg_abs));
+  return max(x, VecF::zero()) + log1p_unit_fast_f32(exp_fast_nonpositive_f32(neg_abs));
 }
 
 // silu(x) = x / (1 + e^−x), relative error ≤ 1.1e-4.
@@ -476,7 +481,7 @@ inline VecF softplus_f32(VecF x) {
 inline VecF silu_f32(VecF x) { return x * recip_f32(VecF::set1(1.0f) + exp_f32(VecF::zero() - x)); }
 
 #if !defined(__AVX512F__)
-// The builds without AVX-512 keep the exact math for ScanMath::fast too.
+// The builds without AVX-512 keep the exact math for MathMode::fast too.
 inline VecF exp2_fast_in_range_f32(VecF x) { return exp2_in_range_f32(x); }
 inline VecF exp_fast_f32(VecF x) { return exp_f32(x); }
 inline VecF softplus_fast_f32(VecF x) { return softplus_f32(x); }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "ptq4vm/math_mode.h"
 #include "ptq4vm/scan.h"
 #include "ptq4vm/scan_bidir.h"
 #include "ptq4vm/token_quant.h"
@@ -28,7 +29,7 @@ namespace ptq4vm::cpu {
 //   a full vector may be read at any e0); state holds N · vector_lanes() floats of scratch.
 // eval_math: y[i] = f(x[i]) with this build's vector math (simd.h), so tests can measure ulps.
 // Exp2InRange: the scans' exp2_in_range_f32 (x in [−125, 125] only); the *Fast functions are
-// the reduced-precision ones of ScanMath::fast (simd.h).
+// the reduced-precision ones of MathMode::fast (simd.h).
 enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu, Exp2InRange, Exp2FastInRange, ExpFast, SoftplusFast, SiluFast };
 
 #define PTQ4VM_VECTOR_ISA_DECLS                                                                 \
@@ -40,8 +41,8 @@ enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu, Exp2InRange, Exp2FastIn
                         int64_t ldq);                                                           \
   void causal_conv1d_rows(int64_t b, int64_t t0, int64_t t1, int64_t L, int64_t E, int64_t K,  \
                           const float* x, int64_t ldx, const float* weight_t, const float* bias, \
-                          bool reverse, bool apply_silu, float* out, int64_t ldo,               \
-                          const TokenQuantizer* quant, uint8_t* q, int64_t ldq);               \
+                          bool reverse, bool apply_silu, MathMode silu_math, float* out,        \
+                          int64_t ldo, const TokenQuantizer* quant, uint8_t* q, int64_t ldq);  \
   void selective_scan_block(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b,    \
                             int64_t e0, float* state);                                          \
   void selective_scan_bidir_block(const BiScanArgs& a, const float* const a2t[2],               \

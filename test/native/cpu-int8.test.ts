@@ -107,17 +107,19 @@ describe('fused quantizing op bindings', () => {
       Int32Array.from([0, 300, 0]), 255, q, D), /'zero'\[1\] = 300 is outside \[0, 255\]/);
   });
 
-  it('causalConv1dSiluQuantizeF32 matches causalConv1dF32 and quantizes its output exactly', () => {
+  it('causalConv1dSiluQuantizeF32 matches causalConv1dF32 (same SiLU math) and quantizes its output exactly', () => {
     const r = rng(22);
     const B = 2, L = 7, E = 21, K = 4, ldx = 2 * E;
     const x = f32(B * L * ldx, r, -2, 2), w = f32(E * K, r), bias = f32(E, r);
     const invScale = f32(L, r, 20, 60), zero = Int32Array.from({ length: L }, (_, i) => 100 + i);
     for (const reverse of [false, true]) {
-      const out = new Float32Array(B * L * E), q = new Uint8Array(B * L * E), plain = new Float32Array(B * L * E);
-      k.causalConv1dSiluQuantizeF32(B, L, E, K, x, ldx, w, bias, reverse, out, E, L, null, invScale, zero, 255, q, E);
-      k.causalConv1dF32(B, L, E, K, x, ldx, w, bias, reverse, true, plain, E);
-      assert.deepEqual(out, plain);
-      assert.deepEqual(q, requantize(B * L, E, out, E, L, null, invScale, zero, 255, E));
+      for (const math of ['exact', 'fast'] as const) {
+        const out = new Float32Array(B * L * E), q = new Uint8Array(B * L * E), plain = new Float32Array(B * L * E);
+        k.causalConv1dSiluQuantizeF32(B, L, E, K, x, ldx, w, bias, reverse, out, E, L, null, invScale, zero, 255, q, E, math);
+        k.causalConv1dF32(B, L, E, K, x, ldx, w, bias, reverse, true, plain, E, math);
+        assert.deepEqual(out, plain, `${math} reverse=${reverse}`);
+        assert.deepEqual(q, requantize(B * L, E, out, E, L, null, invScale, zero, 255, E));
+      }
     }
   });
 

@@ -147,7 +147,7 @@ describe('addRmsNormF32', () => {
 });
 
 describe('causalConv1dF32', () => {
-  it('matches JS in both directions with SiLU, reading the x half of a wider row', () => {
+  it('matches JS in both directions with SiLU (exact and fast), reading the x half of a wider row', () => {
     const r = rng(4);
     const B = 2, L = 6, E = 5, K = 4, ldx = 2 * E;
     const x = randomF32(B * L * ldx, r), w = randomF32(E * K, r), bias = randomF32(E, r);
@@ -166,17 +166,26 @@ describe('causalConv1dF32', () => {
         }
       }
       const out = new Float32Array(B * L * E);
-      k.causalConv1dF32(B, L, E, K, x, ldx, w, bias, reverse, true, out, E);
+      k.causalConv1dF32(B, L, E, K, x, ldx, w, bias, reverse, true, out, E, 'exact');
       assertClose(out, want, 1e-6, `conv reverse=${reverse}`);
+      // The quantized path's SiLU: relative error ≤ 1.1e-4 (AVX-512; exact elsewhere).
+      const fast = new Float32Array(B * L * E);
+      k.causalConv1dF32(B, L, E, K, x, ldx, w, bias, reverse, true, fast, E, 'fast');
+      for (let i = 0; i < fast.length; i++) {
+        assert.ok(Math.abs(fast[i]! - want[i]!) <= 1.2e-4 * Math.abs(want[i]!) + 1e-7,
+          `fast SiLU conv reverse=${reverse} [${i}]: ${fast[i]} vs ${want[i]}`);
+      }
     }
   });
 
   it('rejects a short weight and an in-place call', () => {
     const x = new Float32Array(24);
-    assert.throws(() => k.causalConv1dF32(1, 6, 4, 4, x, 4, new Float32Array(15), null, false, true, new Float32Array(24), 4),
+    assert.throws(() => k.causalConv1dF32(1, 6, 4, 4, x, 4, new Float32Array(15), null, false, true, new Float32Array(24), 4, 'exact'),
       /causalConv1dF32: 'weight' has 15 elements, needs 16/);
-    assert.throws(() => k.causalConv1dF32(1, 6, 4, 4, x, 4, new Float32Array(16), null, false, true, x, 4),
+    assert.throws(() => k.causalConv1dF32(1, 6, 4, 4, x, 4, new Float32Array(16), null, false, true, x, 4, 'exact'),
       /'out' must not overlap 'x'/);
+    assert.throws(() => k.causalConv1dF32(1, 6, 4, 4, x, 4, new Float32Array(16), null, false, true, new Float32Array(24), 4,
+      'rough' as 'fast'), /causalConv1dF32: 'siluMath' must be 'exact' \| 'fast'/);
   });
 });
 

@@ -1,4 +1,4 @@
-// The quantized path's scan math (ScanMath 'fast', docs/design.md numerics): the binding option,
+// The quantized path's scan math (MathMode 'fast', docs/design.md numerics): the binding option,
 // the executor's choice of it (quantized modes only, PTQ4VM_EXACT_SCAN=1 forces exact), its
 // effect on a quantized model, and ModelRunner's chunked CPU forward (bit-identical logits).
 import assert from 'node:assert/strict';
@@ -102,7 +102,7 @@ describe('CpuExecutor: the scan math of the quantized path', () => {
   const images = randomImages(model, 3, 5);
 
   it("is 'fast' for int8 and fake-quant, 'exact' for fp32 and with PTQ4VM_EXACT_SCAN=1", () => {
-    const mode = (quantMode: QuantMode) => new CpuExecutor({ quantMode }).quantizedScanMath;
+    const mode = (quantMode: QuantMode) => new CpuExecutor({ quantMode }).quantizedMath;
     assert.equal(mode('int8'), 'fast');
     assert.equal(mode('fake'), 'fast');
     assert.equal(mode('off'), 'exact');
@@ -115,7 +115,7 @@ describe('CpuExecutor: the scan math of the quantized path', () => {
       if (saved === undefined) delete process.env.PTQ4VM_EXACT_SCAN;
       else process.env.PTQ4VM_EXACT_SCAN = saved;
     }
-    assert.equal(new CpuExecutor({ quantMode: 'int8', quantizedScanMath: 'exact' }).quantizedScanMath, 'exact');
+    assert.equal(new CpuExecutor({ quantMode: 'int8', quantizedMath: 'exact' }).quantizedMath, 'exact');
   });
 
   it('leaves FP models exact: an INT8 executor gives the fp32 logits bit for bit', () => {
@@ -128,7 +128,7 @@ describe('CpuExecutor: the scan math of the quantized path', () => {
   it('changes the scan output by far less than a quantization step, and the logits by far less than quantization does', () => {
     // The simulation taps the scan's fp32 output (out_proj's input) before quantizing it.
     const scanOutputs = (math: 'exact' | 'fast'): Float32Array[] => {
-      const ops = new CpuExecutor({ quantMode: 'fake', quantizedScanMath: math });
+      const ops = new CpuExecutor({ quantMode: 'fake', quantizedMath: math });
       const taps: Float32Array[] = [];
       try {
         vimForward(ops, model, images, (name, m) => {
@@ -155,7 +155,7 @@ describe('CpuExecutor: the scan math of the quantized path', () => {
     const fp32 = logitsOf(new CpuExecutor({ quantMode: 'off' }), model, images);
     const int8Fast = logitsOf(new CpuExecutor({ quantMode: 'int8' }), model, images);
     const fakeFast = logitsOf(new CpuExecutor({ quantMode: 'fake' }), model, images);
-    const int8Exact = logitsOf(new CpuExecutor({ quantMode: 'int8', quantizedScanMath: 'exact' }), model, images);
+    const int8Exact = logitsOf(new CpuExecutor({ quantMode: 'int8', quantizedMath: 'exact' }), model, images);
     const quantErr = relativeError(int8Exact, fp32);
     const scanErr = relativeError(int8Fast, int8Exact);
     const simErr = relativeError(int8Fast, fakeFast);

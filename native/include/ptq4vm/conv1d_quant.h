@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "ptq4vm/math_mode.h"
 #include "ptq4vm/token_quant.h"
 
 namespace ptq4vm {
@@ -11,7 +12,8 @@ namespace ptq4vm {
 void causal_conv1d_silu_quantize_f32(int64_t B, int64_t L, int64_t E, int64_t K, const float* x,
                                      int64_t ldx, const float* weight, const float* bias,
                                      bool reverse, float* out, int64_t ldo,
-                                     const TokenQuantizer& quant, uint8_t* q, int64_t ldq);
+                                     const TokenQuantizer& quant, uint8_t* q, int64_t ldq,
+                                     MathMode silu_math = MathMode::exact);
 void causal_conv1d_silu_quantize_f32_ref(int64_t B, int64_t L, int64_t E, int64_t K,
                                          const float* x, int64_t ldx, const float* weight,
                                          const float* bias, bool reverse, float* out, int64_t ldo,

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include "ptq4vm/math_mode.h"
 #include "ptq4vm/token_quant.h"
 
 namespace ptq4vm {
@@ -35,13 +36,6 @@ struct ScanDirectionArgs {
   const float* delta_bias = nullptr;  // [E] or null
 };
 
-// How the scan evaluates softplus(Δ + bias), SiLU(z) and the decays exp(dt·A).
-//   exact: ≤ 3 ulp each (the FP32 path; the FP32 model matches its PyTorch reference to 1e-4).
-//   fast:  relative error ≤ 1.1e-4 each (AVX-512 builds; the others compute `exact`), for the
-//          quantized path, whose output is rounded to 8 bits per token right after: see
-//          simd.h ("Reduced-precision math") and docs/design.md (numerics) for the bound.
-enum class ScanMath { exact, fast };
-
 // With o_dir the ungated scan of scan.h (dir[0] forward, dir[1] reverse):
 //   yc[b,t,e] = (o_fwd[b,t,e] + o_bwd[b,t,e]) · 0.5 · silu(z[b,t,e])      (z is required)
 // written to y (fp32, row stride ldy) if y is not null, and quantized to q with `quant`
@@ -54,7 +48,7 @@ struct BiScanArgs {
   float* y = nullptr;        int64_t ldy = 0;
   uint8_t* q = nullptr;      int64_t ldq = 0;
   TokenQuantizer quant;
-  ScanMath math = ScanMath::exact;
+  MathMode math = MathMode::exact;  // softplus, SiLU(z) and the decays (math_mode.h)
 };
 
 void selective_scan_bidir_f32(const BiScanArgs& a);

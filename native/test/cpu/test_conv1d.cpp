@@ -1,6 +1,8 @@
-// causal_conv1d_f32 against causal_conv1d_f32_ref: both directions, SiLU on/off, strided
-// input and output, ragged channel counts and kernel widths.
+// causal_conv1d_f32 against causal_conv1d_f32_ref: both directions, SiLU on/off (exact and
+// fast), strided input and output, ragged channel counts and kernel widths.
 #include "cpu_test_util.h"
+#include <cmath>
+
 #include "ptq4vm/conv1d.h"
 
 using namespace ptq4vm;
@@ -31,6 +33,18 @@ TEST_CASE("causal_conv1d_f32: both directions, strides, ragged shapes, every ISA
         const double err = rel_max_err(got.data(), want.data(), got.size());
         CHECK_MSG(err < 2e-6, "B=" << B << " L=" << L << " E=" << E << " K=" << K << " rev=" << reverse
                                    << " silu=" << silu << " rel err " << err);
+        // The quantized path's SiLU (MathMode::fast): each value within 1.1e-4 relative, plus the
+        // sum's rounding (exact where the ISA has no fast math).
+        auto fast = out0;
+        causal_conv1d_f32(B, L, E, K, x.data(), ldx, w.data(), bias ? bv.data() : nullptr, reverse, silu,
+                          fast.data(), ldo, MathMode::fast);
+        double max_abs = 0;
+        for (float v : want) max_abs = std::fmax(max_abs, std::fabs(double(v)));
+        for (size_t i = 0; i < fast.size(); ++i) {
+          const double d = std::fabs(double(fast[i]) - double(want[i]));
+          CHECK_MSG(d <= 1.1e-4 * std::fabs(double(want[i])) + 2e-6 * max_abs,
+                    "fast SiLU: element " << i << " " << fast[i] << " vs " << want[i] << " silu=" << silu);
+        }
       }
     }
   });

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu_test_util.h"
+#include "ptq4vm/conv1d.h"
 #include "ptq4vm/conv1d_quant.h"
 #include "ptq4vm/gemm_int8.h"
 #include "ptq4vm/norm_quant.h"
@@ -108,6 +109,16 @@ TEST_CASE("causal_conv1d_silu_quantize_f32: both directions, every ISA") {
                                             ldo, qp.q, q_ref.data(), ldq);
         CHECK(rel_max_err(out.data(), out_ref.data(), out.size()) < 2e-6);
         check_bytes(q, q_ref, B * L, E, ldq, out.data(), ldo, qp.q, "conv");
+        // With the fast SiLU: the output is causal_conv1d_f32's with the same math, bit for bit,
+        // and the bytes its quantization.
+        std::vector<float> out_fast(out.size()), plain_fast(out.size());
+        std::vector<uint8_t> q_fast(q.size(), 0);
+        causal_conv1d_silu_quantize_f32(B, L, E, K, x.data(), ldx, w.data(), bias.data(), reverse, out_fast.data(), ldo,
+                                        qp.q, q_fast.data(), ldq, MathMode::fast);
+        causal_conv1d_f32(B, L, E, K, x.data(), ldx, w.data(), bias.data(), reverse, true, plain_fast.data(), ldo,
+                          MathMode::fast);
+        CHECK(out_fast == plain_fast);
+        check_bytes(q_fast, q_ref, B * L, E, ldq, out_fast.data(), ldo, qp.q, "conv fast");
       }
     }
   });
@@ -202,9 +213,9 @@ TEST_CASE("selective_scan_bidir_f32: math fast stays within its bound of the ref
         a.quant = qp.q;
         std::vector<float> y(size_t(rows * a.E)), y_exact(y.size()), y_ref(y.size());
         std::vector<uint8_t> q(size_t(rows * a.E)), q_exact(q.size()), q_ref(q.size());
-        a.math = ScanMath::fast, a.y = y.data(), a.q = q.data();
+        a.math = MathMode::fast, a.y = y.data(), a.q = q.data();
         selective_scan_bidir_f32(a);
-        a.math = ScanMath::exact, a.y = y_exact.data(), a.q = q_exact.data();
+        a.math = MathMode::exact, a.y = y_exact.data(), a.q = q_exact.data();
         selective_scan_bidir_f32(a);
         a.y = y_ref.data(), a.q = q_ref.data();
         selective_scan_bidir_f32_ref(a);

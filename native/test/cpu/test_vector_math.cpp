@@ -94,7 +94,7 @@ double worst_rel(const std::vector<float>& x, const std::vector<float>& y, Want&
 
 }  // namespace
 
-TEST_CASE("vector math: the fast functions of ScanMath::fast within their relative bounds (1.1e-4)") {
+TEST_CASE("vector math: the fast functions of MathMode::fast within their relative bounds (1.1e-4)") {
   Rng rng(6);
   for_each_isa([&](Isa isa) {
     std::vector<float> y;
