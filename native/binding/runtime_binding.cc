@@ -2,6 +2,9 @@
 //   runtimeInfo() → {isa, detectedIsa, features: {avx2, fma, ...}, threads}
 //   setThreads(n)  → the thread count now in effect (n in [1, 1024])
 //   setIsa(name)   → the active ISA name; refuses names the CPU does not support
+//   addressMod64(view) → the address of a typed array's first byte modulo 64, so JS can place
+//                    its buffers on cache-line boundaries (see CpuExecutor.alloc)
+#include <cstdint>
 #include <string>
 
 #include "args.h"
@@ -54,10 +57,20 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   a.fail("unknown ISA '" + name + "' (expected scalar, avx2, avx512 or avx512vnni)");
 }
 
+Napi::Value AddressMod64(const Napi::CallbackInfo& info) {
+  Args a(info, "addressMod64", 1);
+  if (!info[0].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "addressMod64: 'view' must be a typed array");
+  const auto view = info[0].As<Napi::TypedArray>();
+  const auto* base = static_cast<const uint8_t*>(view.ArrayBuffer().Data());
+  const auto address = reinterpret_cast<uintptr_t>(base) + view.ByteOffset();
+  return Napi::Number::New(info.Env(), double(address % 64));
+}
+
 void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
+  exports.Set("addressMod64", Napi::Function::New(env, AddressMod64, "addressMod64"));
 }
 
 BindingRegistrar registrar("runtime", &Register);

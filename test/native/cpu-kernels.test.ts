@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 
-import { cpuKernels } from '../../lib/backend/cpu-kernels.js';
+import { alignedFloat32Array, alignedUint8Array, cpuKernels } from '../../lib/backend/cpu-kernels.js';
+import { CpuExecutor } from '../../lib/runtime/cpu-executor.js';
 
 const k = cpuKernels();
 
@@ -61,6 +62,35 @@ describe('runtime binding', () => {
     assert.equal(k.setIsa(initial.detectedIsa), initial.detectedIsa);
     assert.throws(() => k.setThreads(0), /setThreads: 'n' = 0 is outside \[1, 1024\]/);
     assert.throws(() => k.setIsa('sse9' as never), /setIsa: unknown ISA 'sse9'/);
+  });
+});
+
+describe('cache-line aligned buffers', () => {
+  it('addressMod64 follows the byte offset of a view and rejects what is not a typed array', () => {
+    const base = new Float32Array(1024);
+    const m = k.addressMod64(base);
+    for (const off of [1, 3, 16, 17]) assert.equal(k.addressMod64(base.subarray(off)), (m + 4 * off) % 64);
+    assert.throws(() => k.addressMod64({} as unknown as Float32Array), /addressMod64: 'view' must be a typed array/);
+  });
+
+  it('alignedFloat32Array / alignedUint8Array start a cache line, have n zeroed elements', () => {
+    for (const n of [1, 15, 16, 1000, 605184]) {
+      const f = alignedFloat32Array(n), u = alignedUint8Array(n);
+      assert.equal(f.length, n);
+      assert.equal(u.length, n);
+      assert.equal(k.addressMod64(f), 0, `Float32Array(${n})`);
+      assert.equal(k.addressMod64(u), 0, `Uint8Array(${n})`);
+      assert.ok(f.every((v) => v === 0) && u.every((v) => v === 0));
+    }
+  });
+
+  it('CpuExecutor.alloc hands out aligned activation buffers, fresh and reused', () => {
+    const ops = new CpuExecutor({ quantMode: 'off' });
+    for (let round = 0; round < 2; round++) {
+      ops.beginScope();
+      for (const [rows, cols] of [[1576, 768], [197, 44], [3, 5]] as const) assert.equal(k.addressMod64(ops.alloc(rows, cols).data), 0);
+      ops.endScope([]);
+    }
   });
 });
 
