@@ -16,6 +16,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <new>
 #include <vector>
 
 #include "ptq4vm/conv1d.h"
@@ -33,22 +34,45 @@ using namespace ptq4vm;
 
 namespace {
 
-std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
+// Operand buffers start a 64-byte cache line, as the executor's (lib/backend/cpu-kernels.ts,
+// alignedFloat32Array): malloc puts large blocks 16 bytes past one, and a kernel whose 64-byte
+// vectors straddle two lines runs 5–15 % slower than in the forward.
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+};
+template <typename T, typename U>
+bool operator==(const CacheLineAllocator<T>&, const CacheLineAllocator<U>&) { return true; }
+template <typename T, typename U>
+bool operator!=(const CacheLineAllocator<T>&, const CacheLineAllocator<U>&) { return false; }
+template <typename T>
+using Buffer = std::vector<T, CacheLineAllocator<T>>;
+
+Buffer<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
   std::mt19937 g(seed);
   std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
+  Buffer<float> v(n);
   for (auto& x : v) x = d(g);
   return v;
 }
-std::vector<uint8_t> random_u8(size_t n, uint32_t seed) {
+Buffer<uint8_t> random_u8(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
-  std::vector<uint8_t> v(n);
+  Buffer<uint8_t> v(n);
   for (auto& x : v) x = uint8_t(g() & 255);
   return v;
 }
-std::vector<int8_t> random_s8(size_t n, uint32_t seed) {
+Buffer<int8_t> random_s8(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
-  std::vector<int8_t> v(n);
+  Buffer<int8_t> v(n);
   for (auto& x : v) x = int8_t(int(g() % 255) - 127);
   return v;
 }
@@ -112,13 +136,13 @@ std::string shape_name(const GemmShape& g) {
 
 // Everything one Vim-Ti block needs, FP32 and INT8 (random weights and static quantizers).
 struct Block {
-  std::vector<float> x, res, norm_w, normed, xz, conv_w, conv_b, u[2], xdbl[2], delta[2], A, D, dbias, y, out;
-  std::vector<float> w_in, w_x, w_dt, w_out;
-  std::vector<int8_t> q_in, q_x, q_dt, q_out;
+  Buffer<float> x, res, norm_w, normed, xz, conv_w, conv_b, u[2], xdbl[2], delta[2], A, D, dbias, y, out;
+  Buffer<float> w_in, w_x, w_dt, w_out;
+  Buffer<int8_t> q_in, q_x, q_dt, q_out;
   PackedInt8WeightsPtr p_in, p_x, p_dt, p_out;
-  std::vector<uint8_t> a_in, a_x[2], a_dt[2], a_out;
-  std::vector<float> ones_e, ones_d, ones_r, inv_scale, a_scale, w_scale_2e, w_scale_e, w_scale_d, w_scale_x;
-  std::vector<int32_t> zero;
+  Buffer<uint8_t> a_in, a_x[2], a_dt[2], a_out;
+  Buffer<float> ones_e, ones_d, ones_r, inv_scale, a_scale, w_scale_2e, w_scale_e, w_scale_d, w_scale_x;
+  Buffer<int32_t> zero;
 
   Block() {
     x = random_floats(size_t(kT * kD), -1, 1, 1);
@@ -167,7 +191,7 @@ struct Block {
     w_scale_x.assign(size_t(kR + 2 * kN), 0.001f);
   }
 
-  TokenQuantizer quantizer(const std::vector<float>& inv_smooth) const {
+  TokenQuantizer quantizer(const Buffer<float>& inv_smooth) const {
     TokenQuantizer q;
     q.period = kL;
     q.inv_smooth = inv_smooth.data();
@@ -175,7 +199,7 @@ struct Block {
     q.zero = zero.data();
     return q;
   }
-  Int8Epilogue epilogue(const std::vector<float>& w_scale, const float* bias) const {
+  Int8Epilogue epilogue(const Buffer<float>& w_scale, const float* bias) const {
     Int8Epilogue ep;
     ep.period = kL;
     ep.a_scale = a_scale.data();
@@ -223,7 +247,7 @@ struct Block {
     gemm_u8s8_f32(kT, 2 * kE, kD, a_in.data(), kD, *p_in, epilogue(w_scale_2e, nullptr), xz.data(), 2 * kE);
     for (int k = 0; k < 2; ++k) {
       causal_conv1d_silu_quantize_f32(kB, kL, kE, kK, xz.data(), 2 * kE, conv_w.data(), conv_b.data(), k == 1,
-                                      u[k].data(), kE, quantizer(ones_e), a_x[k].data(), kE);
+                                      u[k].data(), kE, quantizer(ones_e), a_x[k].data(), kE, MathMode::fast);
       gemm_u8s8_f32(kT, kR + 2 * kN, kE, a_x[k].data(), kE, *p_x, epilogue(w_scale_x, nullptr), xdbl[k].data(),
                     kR + 2 * kN);
       quantize_u8(kT, kR, kL, xdbl[k].data(), kR + 2 * kN, ones_r.data(), inv_scale.data(), zero.data(), 255,
@@ -272,7 +296,7 @@ int main(int argc, char** argv) {
     for (const auto& g : kGemms) {
       if (fp32_distinct) {
         auto A = random_floats(size_t(g.M * g.K), -1, 1, 1), W = random_floats(size_t(g.N * g.K), -1, 1, 2);
-        std::vector<float> C(size_t(g.M * g.N));
+        Buffer<float> C(size_t(g.M * g.N));
         report("gemm_f32", shape_name(g), isa_name(isa), time_ms(n, [&] {
                  gemm_f32(false, true, g.M, g.N, g.K, A.data(), g.K, W.data(), g.K, nullptr, false, C.data(), g.N);
                }),
@@ -282,8 +306,8 @@ int main(int argc, char** argv) {
         auto A = random_u8(size_t(g.M * g.K), 3);
         auto qw = random_s8(size_t(g.N * g.K), 4);
         auto W = pack_int8_weights(g.N, g.K, qw.data());
-        std::vector<float> C(size_t(g.M * g.N)), scale(size_t(std::max(g.M, g.N)), 0.01f);
-        std::vector<int32_t> zero(size_t(g.M), 7);
+        Buffer<float> C(size_t(g.M * g.N)), scale(size_t(std::max(g.M, g.N)), 0.01f);
+        Buffer<int32_t> zero(size_t(g.M), 7);
         Int8Epilogue ep;
         ep.period = g.M, ep.a_scale = scale.data(), ep.a_zero = zero.data(), ep.w_scale = scale.data();
         report("gemm_u8s8_f32", shape_name(g), isa_name(isa), time_ms(n, [&] {
@@ -323,7 +347,8 @@ int main(int argc, char** argv) {
            0);
     report("conv1d_silu_quant", "8x197x384 K=4", isa_name(isa), time_ms(n, [&] {
              causal_conv1d_silu_quantize_f32(kB, kL, kE, kK, blk.xz.data(), 2 * kE, blk.conv_w.data(), blk.conv_b.data(),
-                                             false, blk.u[0].data(), kE, blk.quantizer(blk.ones_e), blk.a_x[0].data(), kE);
+                                             false, blk.u[0].data(), kE, blk.quantizer(blk.ones_e), blk.a_x[0].data(), kE,
+                                             MathMode::fast);
            }),
            0);
     report("add_rmsnorm_f32", "1576x192", isa_name(isa), time_ms(n, [&] {
