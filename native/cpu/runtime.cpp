@@ -136,8 +136,13 @@ thread_local bool t_inside_parallel = false;
 // preempted thread of the same job (or anyone else) off the core.
 constexpr auto kSpinBeforeSleep = std::chrono::microseconds(200);
 constexpr int kPausesBeforeYield = 256;
-// A job is cut into up to this many chunks per thread, claimed dynamically: a thread that
-// was descheduled then only delays its current chunk, the others take the rest.
+// A job is cut into up to this many chunks per thread. Thread i owns the i-th contiguous
+// share of them and works through it in order, then takes chunks left in the others' shares:
+// a thread that was descheduled only delays its current chunk, the others take the rest.
+// Owning a fixed share keeps data on its core: consecutive kernels split the same rows
+// (tokens) the same way, so a thread mostly reads what it wrote a kernel earlier from its own
+// L2 rather than the other core's (Zen 4, 2 threads, Vim-Ti batch 8: ~1.7 % off the forward
+// in both precisions against chunks handed out first-come, paired runs).
 constexpr int64_t kChunksPerThread = 4;
 
 // Waits for `done()`: pause-spins first, then also yields the CPU between checks.
@@ -175,7 +180,7 @@ class ThreadPool {
     n_ = n;
     chunks_ = chunks;
     error_ = nullptr;
-    next_chunk_.store(0, std::memory_order_relaxed);
+    for (int i = 0; i < threads_; ++i) share_[i].next.store(share_begin(i), std::memory_order_relaxed);
     // Every worker checks in once per job, even if it finds no chunk left, so no worker can
     // still be reading this job's fields when run() returns and the next caller rewrites them.
     unfinished_workers_.store(int(workers_.size()), std::memory_order_relaxed);
@@ -184,7 +189,7 @@ class ThreadPool {
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_cv_.notify_all();
-    run_chunks();
+    run_chunks(0);
     spin_wait([&] { return unfinished_workers_.load(std::memory_order_acquire) == 0; });
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
@@ -204,12 +209,13 @@ class ThreadPool {
 
   void start(int threads) {
     threads_ = threads;
+    share_ = std::vector<Share>(size_t(threads));
     stopping_.store(false);
     // Workers start from the current generation, so a job published before a new worker first
     // runs is still seen as new by it.
     const uint64_t start_generation = generation_.load(std::memory_order_acquire);
     for (int i = 1; i < threads; ++i)
-      workers_.emplace_back([this, start_generation] { worker_loop(start_generation); });
+      workers_.emplace_back([this, i, start_generation] { worker_loop(i, start_generation); });
   }
 
   void stop() {
@@ -223,23 +229,31 @@ class ThreadPool {
     workers_.clear();
   }
 
-  void run_chunks() {
+  // First chunk of thread i's share: shares are contiguous and as even as the count allows.
+  int64_t share_begin(int i) const { return chunks_ * i / threads_; }
+
+  // Runs the chunks of share `self` in order, then those still left in the other shares.
+  void run_chunks(int self) {
     t_inside_parallel = true;
-    for (;;) {
-      const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-      if (c >= chunks_) break;
-      const int64_t begin = n_ * c / chunks_, end = n_ * (c + 1) / chunks_;
-      try {
-        (*fn_)(begin, end);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(error_mutex_);
-        if (!error_) error_ = std::current_exception();
+    for (int k = 0; k < threads_; ++k) {
+      const int owner = (self + k) % threads_;
+      const int64_t end_chunk = share_begin(owner + 1);
+      for (;;) {
+        const int64_t c = share_[owner].next.fetch_add(1, std::memory_order_relaxed);
+        if (c >= end_chunk) break;
+        const int64_t begin = n_ * c / chunks_, end = n_ * (c + 1) / chunks_;
+        try {
+          (*fn_)(begin, end);
+        } catch (...) {
+          std::lock_guard<std::mutex> lk(error_mutex_);
+          if (!error_) error_ = std::current_exception();
+        }
       }
     }
     t_inside_parallel = false;
   }
 
-  void worker_loop(uint64_t seen) {
+  void worker_loop(int self, uint64_t seen) {
     for (;;) {
       uint64_t g = generation_.load(std::memory_order_acquire);
       const auto spin_until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
@@ -259,7 +273,7 @@ class ThreadPool {
       }
       seen = g;
       if (stopping_.load(std::memory_order_acquire)) return;
-      run_chunks();
+      run_chunks(self);
       unfinished_workers_.fetch_sub(1, std::memory_order_release);
     }
   }
@@ -270,7 +284,12 @@ class ThreadPool {
 
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunks_ = 0;
-  std::atomic<int64_t> next_chunk_{0};
+  // Next unclaimed chunk of each thread's share, a cache line each: the owner's claims do not
+  // contend with the other threads'.
+  struct alignas(64) Share {
+    std::atomic<int64_t> next{0};
+  };
+  std::vector<Share> share_;
   std::atomic<int> unfinished_workers_{0};
   std::mutex error_mutex_;
   std::exception_ptr error_;

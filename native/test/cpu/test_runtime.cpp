@@ -1,5 +1,6 @@
 // Runtime services: ISA detection/override and the thread pool's parallel_for contract.
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -89,4 +90,37 @@ TEST_CASE("parallel_for: an exception in a chunk reaches the caller; the pool su
   std::atomic<int64_t> n{0};
   parallel_for(10, 1, [&](int64_t b, int64_t e) { n += e - b; });
   CHECK(n == 10);
+}
+
+TEST_CASE("parallel_for: each thread starts with its own contiguous share of the chunks") {
+  // Consecutive kernels split rows the same way, so a thread finds what it wrote a kernel ago in
+  // its own cache. Each thread here waits (bounded) for the other to have claimed a chunk, so
+  // neither can finish early and take the other's share: the caller must start with chunk 0,
+  // the worker with the first chunk of the second half.
+  ThreadCountGuard guard;
+  set_num_threads(2);
+  const auto caller = std::this_thread::get_id();
+  std::atomic<bool> caller_started{false}, worker_started{false};
+  std::atomic<int64_t> caller_first{-1}, worker_first{-1};
+  std::atomic<int> timeouts{0};
+  auto wait_for = [&](std::atomic<bool>& flag) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!flag.load()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ++timeouts;
+        return;
+      }
+      std::this_thread::yield();
+    }
+  };
+  parallel_for(8, 1, [&](int64_t b, int64_t) {
+    const bool is_caller = std::this_thread::get_id() == caller;
+    int64_t unset = -1;
+    (is_caller ? caller_first : worker_first).compare_exchange_strong(unset, b);
+    (is_caller ? caller_started : worker_started).store(true);
+    wait_for(is_caller ? worker_started : caller_started);
+  });
+  CHECK(timeouts == 0);
+  CHECK(caller_first == 0);
+  CHECK(worker_first == 4);
 }
