@@ -62,15 +62,33 @@ export interface ScanDtProjInt8 {
   wScale: Float32Array;
 }
 
+/**
+ * dt_proj as an FP32 linear computed inside `selectiveScanBidirF32` (ScanDtProjF32 in
+ * native/include/ptq4vm/scan_bidir.h): Δ[row, e] = Σ_r x[row·ldx + r]·weight[e·R + r], never
+ * stored; equal to `gemmF32(false, true, rows, E, R, x, ldx, weight, R, null, false, Δ, E)` to
+ * float rounding (the sum runs in another order).
+ */
+export interface ScanDtProjF32 {
+  /** dt_rank, 1..512. */
+  R: number;
+  /** [B·L, R] with row stride ldx: dt_proj's input. */
+  x: Float32Array;
+  ldx: number;
+  /** [E, R] */
+  weight: Float32Array;
+}
+
 /** One scan direction's operands for `selectiveScanBidirF32`, all in original token order. */
 export interface ScanDirectionF32 {
   u: Float32Array;
   ldu: number;
-  /** Not read (may be omitted) with dtProj. */
+  /** Not read (may be omitted) with dtProj or dtProjF32. */
   delta?: Float32Array;
   lddelta?: number;
   /** Δ from dt_proj's quantized input instead of `delta`. */
   dtProj?: ScanDtProjInt8;
+  /** Δ from dt_proj's fp32 input instead of `delta` (not with dtProj). */
+  dtProjF32?: ScanDtProjF32;
   /** [E, N], already −exp(A_log). */
   A: Float32Array;
   Bm: Float32Array;

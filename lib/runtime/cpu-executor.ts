@@ -1,7 +1,7 @@
 import type { Act, Grid, LinearSite, Mat, ModelOps, ScanDirection, TokenOrder } from '../models/ops.js';
 import { aQmax, paramsInOriginalOrder, wQmax, type LinearQuant } from '../quant/params.js';
 import { Tensor } from '../tensor/tensor.js';
-import { alignedFloat32Array, alignedUint8Array, cpuKernels, type MathMode, type PackedInt8, type ScanDtProjInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
+import { alignedFloat32Array, alignedUint8Array, cpuKernels, type MathMode, type PackedInt8, type ScanDtProjF32, type ScanDtProjInt8, type TokenQuantizer } from '../backend/cpu-kernels.js';
 import { backboneKernels, type BackboneKernels } from '../backend/backbone-kernels.js';
 
 /** A host matrix view: `data` starts at element (0, 0). */
@@ -47,14 +47,15 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   private readonly siteCache = new WeakMap<LinearSite, SiteCache>();
   private readonly k = cpuKernels();
   /**
-   * INT8 dt_proj outputs not computed yet (see int8Linear): bidirectionalScan computes Δ inside
-   * the scan from dt_proj's quantized input instead, bit for bit as the GEMM would, so Δ never
-   * goes through memory (Vim-Ti batch 8 on the 2-core Zen 4: a few percent of the INT8 forward;
-   * the GEMM's stores of Δ and the scan's loads of it cost more than the products in the scan).
+   * dt_proj outputs not computed yet (see deferDtProj): bidirectionalScan computes Δ inside the
+   * scan from dt_proj's input instead — INT8 bit for bit as the GEMM would, FP32 to float
+   * rounding — so Δ never goes through memory (Vim-Ti batch 8 on the 2-core Zen 4: a few percent
+   * of either forward; the GEMM's stores of Δ and the scan's loads of it cost more than the
+   * products in the scan).
    */
-  private readonly pendingDtProj = new WeakMap<CpuMat, ScanDtProjInt8>();
+  private readonly pendingDtProj = new WeakMap<CpuMat, { dtProj: ScanDtProjInt8 } | { dtProjF32: ScanDtProjF32 }>();
 
-  /** Whether INT8 dt_proj outputs are computed inside the bidirectional scan (pendingDtProj). */
+  /** Whether dt_proj outputs (INT8 and FP32 alike) are computed inside the bidirectional scan (pendingDtProj). */
   readonly fuseDtProj: boolean;
 
   /**
@@ -218,8 +219,12 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     if (!a) throw new Error(`${site.name}: the CPU executor needs the fp32 input`);
     const out = this.alloc(a.rows, site.outFeatures);
     if (!q) {
-      this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data, site.inFeatures,
-        site.bias ? site.bias.data : null, false, out.data, out.ld);
+      const gemm = () => this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data,
+        site.inFeatures, site.bias ? site.bias.data : null, false, out.data, out.ld);
+      if (this.defersDtProj(site)) {
+        return this.deferDtProj(out, gemm, { dtProjF32: { R: site.inFeatures, x: a.data, ldx: a.ld, weight: site.weight.data } });
+      }
+      gemm();
       return out;
     }
     const cache = this.cacheFor(site, q);
@@ -257,8 +262,8 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const E = z.cols;
     const dir = (d: ScanDirection<CpuMat>) => {
       const common = { u: d.u.data, ldu: d.u.ld, A: d.A, Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, deltaBias: d.deltaBias };
-      const dtProj = this.pendingDtProj.get(d.delta);
-      return dtProj ? { ...common, dtProj } : { ...common, delta: d.delta.data, lddelta: d.delta.ld };
+      const pending = this.pendingDtProj.get(d.delta);
+      return pending ? { ...common, ...pending } : { ...common, delta: d.delta.data, lddelta: d.delta.ld };
     };
     const args = {
       B: z.rows / L, L, E, N: dirs[0].B.cols, fwd: dir(dirs[0]), bwd: dir(dirs[1]), z: z.data, ldz: z.ld, deltaSoftplus: true,
@@ -331,25 +336,36 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const packed = c.packed;
     const gemm = () => this.k.gemmU8S8F32(rows, N, K, codes, ld, packed, scale, zero, period, q.wscale, site.bias ? site.bias.data : null,
       false, out.data, out.ld);
-    if (this.fuseDtProj && DT_PROJ.test(site.name) && !site.bias && K <= 512) {
-      // Deferred: Δ is computed inside the bidirectional scan (pendingDtProj). Reading `data`
-      // runs the GEMM first, so any other consumer sees the same values.
-      let done = false;
-      const lazy: CpuMat = {
-        buffer: out.buffer, rows, cols: N, ld: out.ld,
-        get data() {
-          if (!done) {
-            done = true;
-            gemm();
-          }
-          return out.data;
-        },
-      };
-      this.pendingDtProj.set(lazy, { R: K, q: codes, ldq: ld, period, aScale: scale, aZero: zero, qweight: q.qweight, wScale: q.wscale });
-      return lazy;
+    if (this.defersDtProj(site)) {
+      return this.deferDtProj(out, gemm, { dtProj: { R: K, q: codes, ldq: ld, period, aScale: scale, aZero: zero, qweight: q.qweight, wScale: q.wscale } });
     }
     gemm();
     return out;
+  }
+
+  /** Whether `site` is a dt_proj whose output the bidirectional scan can compute itself (pendingDtProj). */
+  private defersDtProj(site: LinearSite): boolean {
+    return this.fuseDtProj && DT_PROJ.test(site.name) && !site.bias && site.inFeatures <= 512;
+  }
+
+  /**
+   * `out` as a lazy matrix: the scan computes Δ from `pending` instead (pendingDtProj); reading
+   * `data` runs `gemm` first, so any other consumer sees the values the GEMM writes.
+   */
+  private deferDtProj(out: CpuMat, gemm: () => void, pending: { dtProj: ScanDtProjInt8 } | { dtProjF32: ScanDtProjF32 }): CpuMat {
+    let done = false;
+    const lazy: CpuMat = {
+      buffer: out.buffer, rows: out.rows, cols: out.cols, ld: out.ld,
+      get data() {
+        if (!done) {
+          done = true;
+          gemm();
+        }
+        return out.data;
+      },
+    };
+    this.pendingDtProj.set(lazy, pending);
+    return lazy;
   }
 
   private cacheFor(site: LinearSite, q: LinearQuant): SiteCache {

@@ -620,7 +620,9 @@ Napi::Value CausalConv1dSiluQuantizeF32(const Napi::CallbackInfo& info) {
 //   required; quant = {period, invSmooth?, invScale, zero, qmax} required with q.
 //   dtProj = {R, q: Uint8Array, ldq, period, aScale, aZero: Int32Array (0..255), qweight:
 //   Int8Array [E·R], wScale [E]}: Δ computed in the kernel as the INT8 dt_proj (ScanDtProjInt8);
-//   delta and lddelta are then not read (may be omitted).
+//   dtProjF32 = {R, x: Float32Array, ldx, weight: Float32Array [E·R]}: Δ computed in the kernel as
+//   the FP32 dt_proj (ScanDtProjF32). With either, delta and lddelta are not read (may be
+//   omitted); a direction takes at most one of the two.
 //   math: 'exact' | 'fast' (MathMode); the reference always computes exactly (in double).
 template <bool kRef>
 Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
@@ -640,16 +642,20 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   };
   std::vector<Extent> inputs;
   ScanDtProjInt8 dt_proj[2];
+  ScanDtProjF32 dt_proj_f32[2];
   const char* dir_names[2] = {"fwd", "bwd"};
   for (int k = 0; k < 2; ++k) {
     ObjectArgs d = o.object(dir_names[k]);
     ScanDirectionArgs& sd = s.dir[k];
+    const bool int8_dt = d.has("dtProj"), f32_dt = d.has("dtProjF32");
+    if (int8_dt && f32_dt) a.fail(std::string("'") + dir_names[k] + "' has both 'dtProj' and 'dtProjF32'; give one");
+    const bool computed_delta = int8_dt || f32_dt;
     sd.ldu = d.integer("ldu", 0, kMaxDim);
-    sd.lddelta = d.has("dtProj") && !d.has("lddelta") ? 0 : d.integer("lddelta", 0, kMaxDim);
+    sd.lddelta = computed_delta && !d.has("lddelta") ? 0 : d.integer("lddelta", 0, kMaxDim);
     sd.ldB = d.integer("ldB", 0, kMaxDim);
     sd.ldC = d.integer("ldC", 0, kMaxDim);
     const int64_t u_len = strided_extent(a, "u", tokens, s.E, sd.ldu);
-    const int64_t d_len = d.has("dtProj") ? 0 : strided_extent(a, "delta", tokens, s.E, sd.lddelta);
+    const int64_t d_len = computed_delta ? 0 : strided_extent(a, "delta", tokens, s.E, sd.lddelta);
     const int64_t b_len = strided_extent(a, "Bm", tokens, s.N, sd.ldB);
     const int64_t c_len = strided_extent(a, "Cm", tokens, s.N, sd.ldC);
     sd.u = d.f32("u", u_len).data;
@@ -673,6 +679,17 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
       inputs.push_back({dp.a_zero, dp.period * 4, "dtProj.aZero"});
       inputs.push_back({dp.qw, s.E * dp.R, "dtProj.qweight"});
       inputs.push_back({dp.w_scale, s.E * 4, "dtProj.wScale"});
+    } else if (f32_dt) {
+      ObjectArgs p = d.object("dtProjF32");
+      ScanDtProjF32& dp = dt_proj_f32[k];
+      dp.R = p.integer("R", 1, 512);
+      dp.ldx = p.integer("ldx", 0, kMaxDim);
+      const int64_t x_len = strided_extent(a, "dtProjF32.x", tokens, dp.R, dp.ldx);
+      dp.x = p.f32("x", x_len).data;
+      dp.w = p.f32("weight", checked_mul(a, s.E, dp.R)).data;
+      sd.dt_proj_f32 = &dp;
+      inputs.push_back({dp.x, x_len * 4, "dtProjF32.x"});
+      inputs.push_back({dp.w, s.E * dp.R * 4, "dtProjF32.weight"});
     } else {
       sd.delta = d.f32("delta", d_len).data;
       inputs.push_back({sd.delta, d_len * 4, "delta"});

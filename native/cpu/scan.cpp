@@ -69,6 +69,7 @@ void selective_scan_bidir_f32(const BiScanArgs& a) {
   const int64_t rows = a.B * a.L;
   int64_t dt_rank = 0, codes_floats[2] = {0, 0};
   for (int k = 0; k < 2; ++k) {
+    if (a.dir[k].dt_proj_f32) dt_rank = std::max(dt_rank, a.dir[k].dt_proj_f32->R);
     if (!a.dir[k].dt_proj) continue;
     dt_rank = std::max(dt_rank, a.dir[k].dt_proj->R);
     if (!vnni) codes_floats[k] = (rows * a.dir[k].dt_proj->R + 15) / 16 * 16;
@@ -150,6 +151,16 @@ void selective_scan_bidir_f32_ref(const BiScanArgs& a) {
       Int8Epilogue ep;
       ep.period = p.period, ep.a_scale = p.a_scale, ep.a_zero = p.a_zero, ep.w_scale = p.w_scale;
       gemm_u8s8_f32_ref(rows, a.E, p.R, p.q, p.ldq, p.qw, ep, delta[k].data(), a.E);
+      s.delta = delta[k].data(), s.lddelta = a.E;
+    } else if (d.dt_proj_f32) {
+      const ScanDtProjF32& p = *d.dt_proj_f32;
+      delta[k].assign(size_t(std::max<int64_t>(rows * a.E, 1)), 0.0f);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t e = 0; e < a.E; ++e) {
+          double acc = 0;
+          for (int64_t j = 0; j < p.R; ++j) acc += double(p.x[r * p.ldx + j]) * p.w[e * p.R + j];
+          delta[k][size_t(r * a.E + e)] = float(acc);
+        }
       s.delta = delta[k].data(), s.lddelta = a.E;
     }
     s.Bm = d.Bm, s.ldB = d.ldB, s.Cm = d.Cm, s.ldC = d.ldC, s.D = d.D, s.delta_bias = d.delta_bias;

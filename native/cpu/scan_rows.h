@@ -37,7 +37,8 @@ constexpr int kScanChunk = 8;
 // the weights as int8 quadruples, lane-major per group of four r (zero past R), and w_sum the
 // lanes' Σ_r qw, for the zero-point correction.
 struct BlockDtProj {
-  const ScanDtProjInt8* p = nullptr;  // null: Δ is read from memory
+  const ScanDtProjInt8* p = nullptr;   // INT8 dt_proj, or
+  const ScanDtProjF32* pf = nullptr;   // FP32 dt_proj (wf then always floats); both null: Δ read from memory
   const float* wf = nullptr;
   const float* codes = nullptr;       // [B·L, R]: q − zero of every row, as floats (not with VNNI)
   VecF w_sum = VecF::zero();
@@ -85,6 +86,31 @@ inline VecF block_dt_proj_weights(const ScanDtProjInt8& p, int64_t e0, int lanes
 #endif
 }
 
+// Fills wf for an FP32 dt_proj: [R, W] floats, wf[r·W + lane] = w[e0 + lane, r], 0 past E.
+inline void block_dt_proj_weights_f32(const ScanDtProjF32& p, int64_t e0, int lanes, float* wf) {
+  constexpr int W = VecF::kWidth;
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int l = 0; l < W; ++l) wf[r * W + l] = l < lanes ? p.w[(e0 + l) * p.R + r] : 0.0f;
+}
+
+// Σ_r x[r]·wf[r·W + lane] over a row x of R floats and the [R, W] weights, two partial sums.
+inline VecF dt_proj_dot(const float* x, const float* wf, int64_t R) {
+  constexpr int W = VecF::kWidth;
+  VecF acc0 = VecF::zero(), acc1 = VecF::zero();
+  int64_t r = 0;
+  for (; r + 1 < R; r += 2) {
+    acc0 = fma(VecF::set1(x[r]), VecF::load(wf + r * W), acc0);
+    acc1 = fma(VecF::set1(x[r + 1]), VecF::load(wf + (r + 1) * W), acc1);
+  }
+  if (r < R) acc0 = fma(VecF::set1(x[r]), VecF::load(wf + r * W), acc0);
+  return acc0 + acc1;
+}
+
+// Δ of token t for an FP32 dt_proj: Σ_r x[row, r]·w[e, r].
+inline VecF dt_proj_row_f32(const BlockDtProj& d, int64_t t) {
+  return dt_proj_dot(d.pf->x + (d.row0 + t) * d.pf->ldx, d.wf, d.pf->R);
+}
+
 // Δ of token t from its dt_proj input codes, bit for bit what gemm_u8s8_f32 writes: the
 // integer sums Σ_r (q − zero)·qw are exact in float (below 2^24), then the same epilogue.
 inline VecF dt_proj_row(const BlockDtProj& d, int64_t t) {
@@ -110,17 +136,10 @@ inline VecF dt_proj_row(const BlockDtProj& d, int64_t t) {
   const VecF sum = fma(VecF::set1(-float(p.a_zero[per])), d.w_sum, VecF(_mm512_cvtepi32_ps(acc)));
   return fma(sum * VecF::set1(p.a_scale[per]), d.w_scale, VecF::zero());
 #else
-  constexpr int W = VecF::kWidth;
-  const float* c = d.codes + (d.row0 + t) * p.R;
-  VecF acc0 = VecF::zero(), acc1 = VecF::zero();
-  int64_t r = 0;
-  for (; r + 1 < p.R; r += 2) {
-    acc0 = fma(VecF::set1(c[r]), VecF::load(d.wf + r * W), acc0);
-    acc1 = fma(VecF::set1(c[r + 1]), VecF::load(d.wf + (r + 1) * W), acc1);
-  }
-  if (r < p.R) acc0 = fma(VecF::set1(c[r]), VecF::load(d.wf + r * W), acc0);
+  // The products and sums of integers below 2^24 are exact in any order.
+  const VecF sum = dt_proj_dot(d.codes + (d.row0 + t) * p.R, d.wf, p.R);
   const int64_t per = period_index(d.row0_period + t, p.period);
-  return fma((acc0 + acc1) * VecF::set1(p.a_scale[per]), d.w_scale, VecF::zero());
+  return fma(sum * VecF::set1(p.a_scale[per]), d.w_scale, VecF::zero());
 #endif
 }
 
@@ -170,7 +189,9 @@ inline void scan_direction(const ScanBlockOperands& d, int64_t L, int64_t N, boo
     // multiply-adds, softplus), which a single loop body of ~100 instructions per token
     // serialised (Zen 4: 5 % of the whole scan).
     auto token = [&](int i) { return reverse ? L - 1 - (s0 + i) : s0 + i; };
-    if (d.dt_proj.p) {
+    if (d.dt_proj.pf) {
+      for (int i = 0; i < chunk; ++i) (dt_proj_row_f32(d.dt_proj, token(i)) + d.delta_bias).store(dt_buf + i * W);
+    } else if (d.dt_proj.p) {
       for (int i = 0; i < chunk; ++i) (dt_proj_row(d.dt_proj, token(i)) + d.delta_bias).store(dt_buf + i * W);
     } else {
       for (int i = 0; i < chunk; ++i) (load(d.delta + token(i) * d.lddelta) + d.delta_bias).store(dt_buf + i * W);
@@ -206,7 +227,7 @@ inline void scan_direction(const ScanBlockOperands& d, int64_t L, int64_t N, boo
     for (int64_t i = 0, s1 = s0 + kScanChunk; i < kScanChunk && s1 + i < L; ++i) {
       const int64_t t = reverse ? L - 1 - (s1 + i) : s1 + i;
       __builtin_prefetch(d.u + t * d.ldu);
-      if (!d.dt_proj.p) __builtin_prefetch(d.delta + t * d.lddelta);
+      if (!d.dt_proj.p && !d.dt_proj.pf) __builtin_prefetch(d.delta + t * d.lddelta);
       if (z) __builtin_prefetch(z + t * ldz);
       if (out0.base) __builtin_prefetch(out0.base + t * out0.stride, 1);
       if (out1.base) __builtin_prefetch(out1.base + t * out1.stride, 1);
@@ -319,10 +340,18 @@ void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t
     BlockDtProj dtp;
     if (s.dt_proj) {
       const VecF w_sum = block_dt_proj_weights(*s.dt_proj, e0, lanes, wf);
-      dtp = {s.dt_proj, wf, dt_codes[k], w_sum, load(s.dt_proj->w_scale + e0), b * a.L, b * a.L % s.dt_proj->period};
+      dtp = {s.dt_proj, nullptr, wf, dt_codes[k], w_sum, load(s.dt_proj->w_scale + e0), b * a.L,
+             b * a.L % s.dt_proj->period};
       wf += s.dt_proj->R * W;
+    } else if (s.dt_proj_f32) {
+      block_dt_proj_weights_f32(*s.dt_proj_f32, e0, lanes, wf);
+      dtp.pf = s.dt_proj_f32;
+      dtp.wf = wf;
+      dtp.row0 = b * a.L;
+      wf += s.dt_proj_f32->R * W;
     }
-    d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, s.dt_proj ? nullptr : s.delta + b * a.L * s.lddelta + e0, s.lddelta,
+    const bool delta_computed = s.dt_proj || s.dt_proj_f32;
+    d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, delta_computed ? nullptr : s.delta + b * a.L * s.lddelta + e0, s.lddelta,
             s.Bm + b * a.L * s.ldB, s.ldB, s.Cm + b * a.L * s.ldC, s.ldC, a2t[k] + e0, a2t_ld,
             s.delta_bias ? load(s.delta_bias + e0) : VecF::zero(), s.D ? load(s.D + e0) : VecF::zero(), dtp};
   }

@@ -197,6 +197,84 @@ describe('fused quantizing op bindings', () => {
   });
 });
 
+describe('selectiveScanBidirF32 with dtProjF32 (FP32 dt_proj inside the scan)', () => {
+  it('matches gemmF32 then the scan and the reference; validates dtProjF32', () => {
+    const r = rng(37);
+    const B = 2, L = 13, E = 21, N = 16, R = 7, ldx = R + 2 * N, rows = B * L;
+    const dir = () => {
+      const xdbl = f32(rows * ldx, r);
+      return {
+        xdbl, weight: f32(E * R, r, -0.5, 0.5),
+        args: {
+          u: f32(rows * E, r, -2, 2), ldu: E, delta: new Float32Array(rows * E), lddelta: E,
+          A: Float32Array.from({ length: E * N }, (_, i) => -(1 + (i % N)) * r(0.5, 1.5)),
+          Bm: xdbl.subarray(R), ldB: ldx, Cm: xdbl.subarray(R + N), ldC: ldx, D: f32(E, r), deltaBias: f32(E, r, -3, -1),
+        },
+      };
+    };
+    const dirs = [dir(), dir()] as const;
+    // The unfused path: the FP32 GEMM writes Δ = x_dbl[:, :R] · wᵀ, the scan reads it.
+    for (const d of dirs) k.gemmF32(false, true, rows, E, R, d.xdbl, ldx, d.weight, R, null, false, d.args.delta, E);
+    const z = f32(rows * E, r, -3, 3);
+    const y = new Float32Array(rows * E);
+    k.selectiveScanBidirF32({ B, L, E, N, fwd: dirs[0].args, bwd: dirs[1].args, z, ldz: E, y, ldy: E });
+    const fused = dirs.map(({ xdbl, weight, args: { delta: _d, lddelta: _l, ...rest } }) => ({ ...rest, dtProjF32: { R, x: xdbl, ldx, weight } }));
+    const yf = new Float32Array(rows * E), yr = new Float32Array(rows * E);
+    k.selectiveScanBidirF32({ B, L, E, N, fwd: fused[0]!, bwd: fused[1]!, z, ldz: E, y: yf, ldy: E });
+    k.selectiveScanBidirF32Ref({ B, L, E, N, fwd: fused[0]!, bwd: fused[1]!, z, ldz: E, y: yr, ldy: E });
+    let changed = false;
+    for (let i = 0; i < y.length; i++) {
+      assert.ok(Math.abs(yf[i]! - y[i]!) <= 1e-5 * (1 + Math.abs(y[i]!)), `fused vs gemm y[${i}]`);
+      assert.ok(Math.abs(yf[i]! - yr[i]!) <= 2e-5 * (1 + Math.abs(yr[i]!)), `fused vs ref y[${i}]`);
+      changed ||= yf[i] !== 0;
+    }
+    assert.ok(changed, 'the scan wrote its output');
+    const bad = (p: object, extra: object = {}) => () => k.selectiveScanBidirF32({
+      B, L, E, N, fwd: { ...fused[0]!, dtProjF32: { ...fused[0]!.dtProjF32, ...p }, ...extra }, bwd: fused[1]!, z, ldz: E, y: yf, ldy: E,
+    });
+    assert.throws(bad({ R: 513 }), /'fwd\.dtProjF32\.R' must be an integer in \[1, 512\]/);
+    assert.throws(bad({ weight: new Float32Array(E * R - 1) }), /'fwd\.dtProjF32\.weight' has \d+ elements, needs 147/);
+    assert.throws(bad({ ldx: R - 1 }), /row stride of 'dtProjF32\.x'/);
+    assert.throws(bad({ x: new Float32Array(10) }), /'fwd\.dtProjF32\.x' has 10 elements/);
+    assert.throws(bad({}, { dtProj: {} }), /'fwd' has both 'dtProj' and 'dtProjF32'; give one/);
+  });
+});
+
+describe('CpuExecutor: FP32 dt_proj computed inside the scan', () => {
+  it('matches the GEMM path, and the deferred matrix reads as the GEMM output', async () => {
+    const { CpuExecutor } = await import('../../lib/runtime/cpu-executor.js');
+    const { Tensor } = await import('../../lib/tensor/tensor.js');
+    const r = rng(41);
+    const B = 2, L = 9, E = 19, N = 16, R = 5, rows = B * L;
+    const site = (name: string) => ({
+      name, weight: new Tensor('F32', [E, R], f32(E * R, r, -0.5, 0.5)), bias: null, inFeatures: R, outFeatures: E, reversedTokens: false, quant: null,
+    });
+    const sites = [site('layers.0.mixer.dt_proj'), site('layers.0.mixer.dt_proj_b')];
+    const outProj = { ...site('layers.0.mixer.out_proj'), inFeatures: E, outFeatures: R };
+    const run = (fuseDtProj: boolean) => {
+      const ops = new CpuExecutor({ quantMode: 'off', fuseDtProj });
+      const rr = rng(43);
+      const dtIn = ops.fromHost(f32(rows * R, rr, -2, 2), rows, R);
+      const dir = (delta: ReturnType<typeof ops.alloc>, reverse: boolean) => ({
+        u: ops.fromHost(f32(rows * E, rr), rows, E), delta, B: ops.fromHost(f32(rows * N, rr), rows, N),
+        C: ops.fromHost(f32(rows * N, rr), rows, N), A: Float32Array.from({ length: E * N }, (_, i) => -(1 + (i % N))),
+        D: f32(E, rr), deltaBias: f32(E, rr, -3, -1), reverse,
+      });
+      const deltas = sites.map((s) => ops.linear({ fp: dtIn }, s));
+      const z = ops.fromHost(f32(rows * E, rr, -3, 3), rows, E);
+      const y = ops.toHost(ops.bidirectionalScan([dir(deltas[0]!, false), dir(deltas[1]!, true)], z, L, outProj).fp!);
+      const want = new Float32Array(rows * E);
+      k.gemmF32(false, true, rows, E, R, dtIn.data, R, sites[0]!.weight.data, R, null, false, want, E);
+      assert.deepEqual(new Uint32Array(ops.toHost(deltas[0]!).buffer), new Uint32Array(want.buffer), 'deferred Δ reads as the GEMM output');
+      ops.endForward();
+      return y;
+    };
+    const fused = run(true), plain = run(false);
+    for (let i = 0; i < plain.length; i++) assert.ok(Math.abs(fused[i]! - plain[i]!) <= 1e-5 * (1 + Math.abs(plain[i]!)), `y[${i}]`);
+    assert.ok(plain.some((v) => v !== 0));
+  });
+});
+
 describe('CpuExecutor: INT8 dt_proj computed inside the scan', () => {
   it('gives the bytes of the GEMM path, and the deferred matrix reads as the GEMM output', async () => {
     const { CpuExecutor } = await import('../../lib/runtime/cpu-executor.js');

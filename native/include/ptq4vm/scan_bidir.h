@@ -22,13 +22,24 @@ struct ScanDtProjInt8 {
   int64_t R = 0;                    // dt_rank, 1..512
 };
 
+// dt_proj as an FP32 linear computed inside the scan (the FP32 runtime, as ScanDtProjInt8 for
+// INT8: Δ is never written to memory): Δ[row, e] = Σ_r x[row, r]·w[e, r], no bias (dt_proj's bias
+// is the scan's delta_bias). The sum's order differs from gemm_f32's, so Δ agrees with the GEMM's
+// to float rounding, not bit for bit.
+struct ScanDtProjF32 {
+  const float* x = nullptr;  int64_t ldx = 0;  // [B·L, R]: dt_proj's input (x_proj's first R columns)
+  const float* w = nullptr;                     // [E, R]
+  int64_t R = 0;                                // dt_rank, 1..512
+};
+
 // One direction's operands, all in original token order (the backward branch's conv output,
 // Δ, B and C are those of the flipped sequence flipped back), token-major with own strides.
-// delta is ignored (may be null) when dt_proj is given.
+// delta is ignored (may be null) when dt_proj or dt_proj_f32 is given (at most one of them).
 struct ScanDirectionArgs {
   const float* u = nullptr;      int64_t ldu = 0;
   const float* delta = nullptr;  int64_t lddelta = 0;
   const ScanDtProjInt8* dt_proj = nullptr;
+  const ScanDtProjF32* dt_proj_f32 = nullptr;
   const float* A = nullptr;      // [E, N], already −exp(A_log)
   const float* Bm = nullptr;     int64_t ldB = 0;
   const float* Cm = nullptr;     int64_t ldC = 0;

@@ -7,6 +7,7 @@
 #include "cpu_test_util.h"
 #include "ptq4vm/conv1d.h"
 #include "ptq4vm/conv1d_quant.h"
+#include "ptq4vm/gemm.h"
 #include "ptq4vm/gemm_int8.h"
 #include "ptq4vm/norm_quant.h"
 #include "ptq4vm/quantize.h"
@@ -158,6 +159,24 @@ BiScanData make_bidir(Rng& rng, int64_t B, int64_t L, int64_t E, int64_t N) {
   return s;
 }
 
+// Runs check(s, iter, rng) on `iters` random bidirectional problems (N = 5 or 16, ragged B, L,
+// E) per ISA and thread count (1, 2).
+template <typename Check>
+void for_each_bidir_case(uint64_t seed, int iters, Check&& check) {
+  Rng rng(seed);
+  ThreadCountGuard guard;
+  for_each_isa([&](Isa) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int iter = 0; iter < iters; ++iter) {
+        const int64_t N = iter % 3 == 0 ? 5 : 16;
+        auto s = make_bidir(rng, rng.integer(1, 3), rng.integer(1, 40), rng.integer(1, 50), N);
+        check(s, iter, rng);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 TEST_CASE("selective_scan_bidir_f32: fp32 output and bytes, ragged shapes, every ISA") {
@@ -293,69 +312,103 @@ TEST_CASE("selective_scan_bidir_f32: exponents past ±125 (large Δ) take the cl
 }
 
 TEST_CASE("selective_scan_bidir_f32: dt_proj fused (INT8) equals gemm_u8s8_f32 then the scan, bit for bit, every ISA") {
-  Rng rng(86);
-  ThreadCountGuard guard;
-  for_each_isa([&](Isa) {
-    for (int threads : {1, 2}) {
-      set_num_threads(threads);
-      for (int iter = 0; iter < 6; ++iter) {
-        const int64_t N = iter % 3 == 0 ? 5 : 16;
-        auto s = make_bidir(rng, rng.integer(1, 3), rng.integer(1, 40), rng.integer(1, 50), N);
-        BiScanArgs a = s.args;
-        const int64_t rows = a.B * a.L, E = a.E;
-        // Per direction: codes [rows, R] (row stride ldq), per-token scales, int8 weights [E, R].
-        ScanDtProjInt8 dtp[2];
-        std::vector<uint8_t> codes[2];
-        std::vector<float> a_scale[2], w_scale[2], delta[2];
-        std::vector<int32_t> a_zero[2];
-        std::vector<int8_t> qw[2];
-        for (int k = 0; k < 2; ++k) {
-          const int64_t R = rng.integer(1, 40), ldq = R + rng.integer(0, 3), period = iter % 2 ? a.L : 1;
-          codes[k].resize(size_t(rows * ldq));
-          for (auto& c : codes[k]) c = uint8_t(rng.integer(0, 255));
-          a_scale[k] = rng.floats(size_t(period), 0.01f / std::sqrt(float(R)), 0.03f / std::sqrt(float(R)));
-          a_zero[k].resize(size_t(period));
-          for (auto& z : a_zero[k]) z = int32_t(rng.integer(0, 255));
-          qw[k].resize(size_t(E * R));
-          for (auto& w : qw[k]) w = int8_t(rng.integer(-127, 127));
-          w_scale[k] = rng.floats(size_t(E), 0.005f, 0.015f);
-          dtp[k] = {codes[k].data(), ldq, period, a_scale[k].data(), a_zero[k].data(), qw[k].data(), w_scale[k].data(), R};
-          // The unfused path: the INT8 GEMM writes Δ.
-          delta[k].assign(size_t(rows * E), 0.0f);
-          auto packed = pack_int8_weights(E, R, qw[k].data());
-          Int8Epilogue ep;
-          ep.period = period, ep.a_scale = a_scale[k].data(), ep.a_zero = a_zero[k].data(), ep.w_scale = w_scale[k].data();
-          gemm_u8s8_f32(rows, E, R, codes[k].data(), ldq, *packed, ep, delta[k].data(), E);
-        }
-        auto qp = make_quant(rng, E, a.L, 1.0f, iter % 2 == 0, 255);
-        a.quant = qp.q;
-        a.ldy = a.ldq = E;
-        std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
-        std::vector<uint8_t> q_gemm(size_t(rows * E)), q_fused(q_gemm.size()), q_ref(q_gemm.size());
-        for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k].data(), a.dir[k].lddelta = E;
-        a.y = y_gemm.data(), a.q = q_gemm.data();
-        selective_scan_bidir_f32(a);
-        for (int k = 0; k < 2; ++k) {
-          a.dir[k].delta = nullptr;
-          a.dir[k].dt_proj = &dtp[k];
-        }
-        a.y = y_fused.data(), a.q = q_fused.data();
-        selective_scan_bidir_f32(a);
-        a.y = y_ref.data(), a.q = q_ref.data();
-        selective_scan_bidir_f32_ref(a);
-        CHECK_MSG(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0,
-                  "fused dt_proj changed y: L=" << a.L << " E=" << E << " err " << rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size())
-                  << " fused vs ref " << rel_max_err(y_fused.data(), y_ref.data(), y_ref.size())
-                  << " gemm vs ref " << rel_max_err(y_gemm.data(), y_ref.data(), y_ref.size()));
-        CHECK(q_gemm == q_fused);
-        CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
-        // Only one direction fused: the other reads its Δ.
-        a.dir[0].dt_proj = nullptr;
-        a.dir[0].delta = delta[0].data();
-        a.y = y_fused.data(), a.q = q_fused.data();
-        selective_scan_bidir_f32(a);
-        CHECK(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0);
-      }
+  for_each_bidir_case(86, 6, [](BiScanData& s, int iter, Rng& rng) {
+    BiScanArgs a = s.args;
+    const int64_t rows = a.B * a.L, E = a.E;
+    // Per direction: codes [rows, R] (row stride ldq), per-token scales, int8 weights [E, R].
+    ScanDtProjInt8 dtp[2];
+    std::vector<uint8_t> codes[2];
+    std::vector<float> a_scale[2], w_scale[2], delta[2];
+    std::vector<int32_t> a_zero[2];
+    std::vector<int8_t> qw[2];
+    for (int k = 0; k < 2; ++k) {
+      const int64_t R = rng.integer(1, 40), ldq = R + rng.integer(0, 3), period = iter % 2 ? a.L : 1;
+      codes[k].resize(size_t(rows * ldq));
+      for (auto& c : codes[k]) c = uint8_t(rng.integer(0, 255));
+      a_scale[k] = rng.floats(size_t(period), 0.01f / std::sqrt(float(R)), 0.03f / std::sqrt(float(R)));
+      a_zero[k].resize(size_t(period));
+      for (auto& z : a_zero[k]) z = int32_t(rng.integer(0, 255));
+      qw[k].resize(size_t(E * R));
+      for (auto& w : qw[k]) w = int8_t(rng.integer(-127, 127));
+      w_scale[k] = rng.floats(size_t(E), 0.005f, 0.015f);
+      dtp[k] = {codes[k].data(), ldq, period, a_scale[k].data(), a_zero[k].data(), qw[k].data(), w_scale[k].data(), R};
+      // The unfused path: the INT8 GEMM writes Δ.
+      delta[k].assign(size_t(rows * E), 0.0f);
+      auto packed = pack_int8_weights(E, R, qw[k].data());
+      Int8Epilogue ep;
+      ep.period = period, ep.a_scale = a_scale[k].data(), ep.a_zero = a_zero[k].data(), ep.w_scale = w_scale[k].data();
+      gemm_u8s8_f32(rows, E, R, codes[k].data(), ldq, *packed, ep, delta[k].data(), E);
     }
+    auto qp = make_quant(rng, E, a.L, 1.0f, iter % 2 == 0, 255);
+    a.quant = qp.q;
+    a.ldy = a.ldq = E;
+    std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
+    std::vector<uint8_t> q_gemm(size_t(rows * E)), q_fused(q_gemm.size()), q_ref(q_gemm.size());
+    for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k].data(), a.dir[k].lddelta = E;
+    a.y = y_gemm.data(), a.q = q_gemm.data();
+    selective_scan_bidir_f32(a);
+    for (int k = 0; k < 2; ++k) {
+      a.dir[k].delta = nullptr;
+      a.dir[k].dt_proj = &dtp[k];
+    }
+    a.y = y_fused.data(), a.q = q_fused.data();
+    selective_scan_bidir_f32(a);
+    a.y = y_ref.data(), a.q = q_ref.data();
+    selective_scan_bidir_f32_ref(a);
+    CHECK_MSG(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0,
+              "fused dt_proj changed y: L=" << a.L << " E=" << E << " err " << rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size())
+              << " fused vs ref " << rel_max_err(y_fused.data(), y_ref.data(), y_ref.size())
+              << " gemm vs ref " << rel_max_err(y_gemm.data(), y_ref.data(), y_ref.size()));
+    CHECK(q_gemm == q_fused);
+    CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
+    // Only one direction fused: the other reads its Δ.
+    a.dir[0].dt_proj = nullptr;
+    a.dir[0].delta = delta[0].data();
+    a.y = y_fused.data(), a.q = q_fused.data();
+    selective_scan_bidir_f32(a);
+    CHECK(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0);
+  });
+}
+
+TEST_CASE("selective_scan_bidir_f32: dt_proj fused (FP32) matches gemm_f32 then the scan and the reference, every ISA") {
+  // Δ's sum runs in another order than gemm_f32's, so the two agree to float rounding only.
+  for_each_bidir_case(89, 6, [](BiScanData& s, int, Rng& rng) {
+    BiScanArgs a = s.args;
+    const int64_t rows = a.B * a.L, E = a.E;
+    ScanDtProjF32 dtp[2];
+    std::vector<float> x[2], w[2], delta[2];
+    for (int k = 0; k < 2; ++k) {
+      const int64_t R = rng.integer(1, 40), ldx = R + rng.integer(0, 3);
+      x[k] = rng.floats(size_t(rows * ldx), -1, 1);
+      w[k] = rng.floats(size_t(E * R), -1.5f / std::sqrt(float(R)), 1.5f / std::sqrt(float(R)));
+      dtp[k] = {x[k].data(), ldx, w[k].data(), R};
+      // The unfused path: the FP32 GEMM writes Δ = x · wᵀ.
+      delta[k].assign(size_t(rows * E), 0.0f);
+      gemm_f32(false, true, rows, E, R, x[k].data(), ldx, w[k].data(), R, nullptr, false, delta[k].data(), E);
+    }
+    a.ldy = E;
+    a.q = nullptr;
+    std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
+    for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k].data(), a.dir[k].lddelta = E;
+    a.y = y_gemm.data();
+    selective_scan_bidir_f32(a);
+    for (int k = 0; k < 2; ++k) {
+      a.dir[k].delta = nullptr;
+      a.dir[k].dt_proj_f32 = &dtp[k];
+    }
+    a.y = y_fused.data();
+    selective_scan_bidir_f32(a);
+    a.y = y_ref.data();
+    selective_scan_bidir_f32_ref(a);
+    CHECK_MSG(rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size()) < 1e-5,
+              "L=" << a.L << " E=" << E << " err " << rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size()));
+    CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
+    // Only the backward direction fused: the forward one reads its Δ.
+    a.dir[0].dt_proj_f32 = nullptr;
+    a.dir[0].delta = delta[0].data();
+    std::vector<float> y_half(y_gemm.size());
+    a.y = y_half.data();
+    selective_scan_bidir_f32(a);
+    CHECK(rel_max_err(y_half.data(), y_gemm.data(), y_gemm.size()) < 1e-5);
   });
 }
