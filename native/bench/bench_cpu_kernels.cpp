@@ -221,8 +221,8 @@ struct Block {
     return s;
   }
 
-  // The FP32 block: norm, in_proj, per direction conv/x_proj/dt_proj, fused bidirectional
-  // scan, out_proj.
+  // The FP32 block, as the runtime runs it: norm, in_proj, per direction conv/x_proj, the
+  // bidirectional scan with dt_proj inside (ScanDtProjF32), out_proj.
   void run_fp32() {
     add_rmsnorm_f32(kT, kD, x.data(), res.data(), res.data(), norm_w.data(), 1e-5f, normed.data());
     gemm_f32(false, true, kT, 2 * kE, kD, normed.data(), kD, w_in.data(), kD, nullptr, false, xz.data(), 2 * kE);
@@ -230,10 +230,14 @@ struct Block {
       causal_conv1d_f32(kB, kL, kE, kK, xz.data(), 2 * kE, conv_w.data(), conv_b.data(), k == 1, true, u[k].data(), kE);
       gemm_f32(false, true, kT, kR + 2 * kN, kE, u[k].data(), kE, w_x.data(), kE, nullptr, false, xdbl[k].data(),
                kR + 2 * kN);
-      gemm_f32(false, true, kT, kE, kR, xdbl[k].data(), kR + 2 * kN, w_dt.data(), kR, nullptr, false, delta[k].data(),
-               kE);
     }
     BiScanArgs s = scan_args();
+    ScanDtProjF32 dt_proj[2];
+    for (int k = 0; k < 2; ++k) {
+      dt_proj[k] = {xdbl[k].data(), kR + 2 * kN, w_dt.data(), kR};
+      s.dir[k].delta = nullptr;
+      s.dir[k].dt_proj_f32 = &dt_proj[k];
+    }
     s.y = y.data(), s.ldy = kE;
     selective_scan_bidir_f32(s);
     gemm_f32(false, true, kT, kD, kE, y.data(), kE, w_out.data(), kE, nullptr, false, out.data(), kD);
