@@ -39,6 +39,8 @@ export interface ScanF32Args {
   outScale?: number;
   y: Float32Array;
   ldy: number;
+  /** Default 'exact': softplus, SiLU(z) and the decays (MathMode; the reference is always exact). */
+  math?: MathMode;
 }
 
 /**

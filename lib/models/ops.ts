@@ -125,7 +125,12 @@ export interface BackboneOps<M extends Mat> extends ModelOps<M> {
   layerNorm(x: M, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, next: LinearSite | null): Act<M> & { fp: M };
   /** [B, C]: the mean over each image's rows of LayerNorm(row); with `select`, only rows whose order.scatter ≥ 0. */
   layerNormTokenMean(x: M, batch: number, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, select: TokenOrder | null): M;
-  /** One forward selective scan over sequences of seqLen rows, gated by silu(z) when z is given: [B·seqLen, E]. */
+  /**
+   * One forward selective scan over sequences of seqLen rows, gated by silu(z) when z is given: [B·seqLen, E].
+   * `next` is the linear the output ends up in, possibly through FP32 ops in between (gathers,
+   * gates, norms): an executor may compute the scan with the quantized path's math when `next`
+   * is quantized, but must not quantize the output for it.
+   */
   selectiveScan(dir: ScanDirection<M>, z: M | null, seqLen: number, next: LinearSite | null): Act<M> & { fp: M };
   /** GELU, exact erf form. */
   gelu(x: M, next: LinearSite | null): Act<M> & { fp: M };

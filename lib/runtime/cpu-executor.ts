@@ -60,7 +60,8 @@ export class CpuExecutor implements ModelOps<CpuMat> {
 
   /**
    * The math (MathMode) of the ops whose output feeds a quantized linear: the bidirectional scan
-   * before out_proj and the conv1d + SiLU before x_proj. 'fast' in the quantized modes (int8 and
+   * before out_proj, the conv1d + SiLU before x_proj, and the other backbones' directional scans,
+   * whose outputs reach out_proj through gathers, gates and norms. 'fast' in the quantized modes (int8 and
    * its simulation alike, so the two keep computing the same values), else — and everywhere with
    * PTQ4VM_EXACT_SCAN=1 — 'exact'. Every other op (fp32 mode, FP models, FP linears) is exact.
    * See docs/design.md, numerics.
@@ -437,7 +438,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     return out;
   }
 
-  selectiveScan(d: ScanDirection<CpuMat>, z: CpuMat | null, L: number, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
+  selectiveScan(d: ScanDirection<CpuMat>, z: CpuMat | null, L: number, next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const E = d.u.cols;
     const y = this.alloc(d.u.rows, E);
     this.k.selectiveScanF32({
@@ -445,6 +446,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
       Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, z: z ? z.data : null, ldz: z ? z.ld : 0,
       deltaBias: d.deltaBias, deltaSoftplus: true, reverse: d.reverse, y: y.data, ldy: y.ld,
+      math: next ? this.mathFeeding(next) : 'exact',
     });
     return { fp: y };
   }

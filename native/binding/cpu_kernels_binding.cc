@@ -221,7 +221,8 @@ ObjectArgs options_object(const Args& a, const Napi::CallbackInfo& info, const c
 
 // selectiveScanF32({B, L, E, N, u, ldu, delta, lddelta, A, Bm, ldB, Cm, ldC, D?, z?, ldz?,
 //                   deltaBias?, deltaSoftplus = true, reverse = false, accumulate = false,
-//                   outScale = 1, y, ldy})
+//                   outScale = 1, y, ldy, math = 'exact'})
+//   math: 'exact' | 'fast' (MathMode); the reference always computes exactly (in double).
 template <bool kRef>
 Napi::Value SelectiveScanF32(const Napi::CallbackInfo& info) {
   const char* fn = kRef ? "selectiveScanF32Ref" : "selectiveScanF32";
@@ -262,6 +263,7 @@ Napi::Value SelectiveScanF32(const Napi::CallbackInfo& info) {
   s.reverse = o.boolean("reverse", false);
   s.accumulate = o.boolean("accumulate", false);
   s.out_scale = float(o.number("outScale", 1.0));
+  s.math = o.choice("math", {"exact", "fast"}, 0) == 1 ? MathMode::fast : MathMode::exact;
   auto y = o.f32("y", y_len);
   check_disjoint(a, "y", y.data, y_len, "u", u.data, u_len);
   check_disjoint(a, "y", y.data, y_len, "delta", delta.data, d_len);

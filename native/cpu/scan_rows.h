@@ -298,7 +298,7 @@ ScanBlockOperands block_operands(const ScanArgs& a, const float* a2t, int64_t a2
           a.delta_bias ? load(a.delta_bias + e0) : VecF::zero(), a.D ? load(a.D + e0) : VecF::zero(), BlockDtProj{}};
 }
 
-template <int NS>
+template <int NS, bool Fast>
 void selective_scan_block_impl(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b,
                                int64_t e0, float* state) {
   constexpr int W = VecF::kWidth;
@@ -310,7 +310,7 @@ void selective_scan_block_impl(const ScanArgs& a, const float* a2t, int64_t a2t_
   float* y = a.y + b * a.L * a.ldy + e0;
   const float* z = a.z ? a.z + b * a.L * a.ldz + e0 : nullptr;
   const OutputRows y_rows{reinterpret_cast<const char*>(y), a.ldy * int64_t(sizeof(float))};
-  scan_direction<NS, false>(d, a.L, a.N, a.reverse, a.delta_softplus, lanes, z, a.ldz, state, y_rows, {},
+  scan_direction<NS, Fast>(d, a.L, a.N, a.reverse, a.delta_softplus, lanes, z, a.ldz, state, y_rows, {},
                             [&](int64_t t, VecF o, const float* gate) {
                               if (z) o = o * VecF::load(gate);
                               o = o * out_scale;

@@ -264,6 +264,13 @@ describe('selectiveScanF32', () => {
         D, z, ldz: E, deltaBias: dbias, reverse, y, ldy: E,
       });
       assertClose(y, jsScan({ L, E, N, u, delta, A, Bm, Cm, D, z, dbias, reverse }), 2e-6, `scan reverse=${reverse}`);
+      // The quantized path's math: within its bound of the exact recurrence (L = 9 steps of ≤ 1.1e-4).
+      const yf = new Float32Array(L * E);
+      k.selectiveScanF32({
+        B: 1, L, E, N, u, ldu: E, delta, lddelta: E, A, Bm: bc, ldB: 2 * N, Cm: bc.subarray(N), ldC: 2 * N,
+        D, z, ldz: E, deltaBias: dbias, reverse, y: yf, ldy: E, math: 'fast',
+      });
+      assertClose(yf, jsScan({ L, E, N, u, delta, A, Bm, Cm, D, z, dbias, reverse }), 1.5e-3, `fast scan reverse=${reverse}`);
     }
   });
 
@@ -279,6 +286,7 @@ describe('selectiveScanF32', () => {
     assert.throws(() => k.selectiveScanF32({ ...base, ldB: 1 }), /row stride of 'Bm' \(1\) is smaller/);
     assert.throws(() => k.selectiveScanF32({ ...base, y: f }), /'y' must not overlap 'u'/);
     assert.throws(() => k.selectiveScanF32({ ...base, reverse: 1 as unknown as boolean }), /'reverse' must be a boolean/);
+    assert.throws(() => k.selectiveScanF32({ ...base, math: 'quick' as 'fast' }), /'math'/);
     assert.doesNotThrow(() => k.selectiveScanF32(base));
   });
 });

@@ -40,7 +40,7 @@ export function localVimMixer<M extends Mat>(ops: BackboneOps<M>, model: LocalVi
     const y = ops.selectiveScan({
       u: u.fp, delta, B: ops.colSlice(xd, R, R + N), C: ops.colSlice(xd, R + N, R + 2 * N),
       A: d.A, D: d.D, deltaBias: d.dtBias, reverse: false,
-    }, ops.colSlice(seq, E, 2 * E), Lk, null).fp;
+    }, ops.colSlice(seq, E, 2 * E), Lk, layer.outProj).fp;
     if (tap) tap(`${p}.scan_out_z.${k}`, y);
     const g = channelGate(ops, layer.gate, y, batch, d.order);
     if (tap) {

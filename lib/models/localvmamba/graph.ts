@@ -33,7 +33,7 @@ export function localSs2d<M extends Mat>(ops: BackboneOps<M>, model: LocalVMamba
     const y = ops.selectiveScan({
       u: s, delta, B: ops.colSlice(xd, R, R + N), C: ops.colSlice(xd, R + N, R + 2 * N),
       A: d.A, D: d.D, deltaBias: d.dtBias, reverse: false,
-    }, null, order.steps, null).fp;
+    }, null, order.steps, block.outProj).fp;
     if (tap) tap(`${p}.scan_y.${k}`, y);
     const g = channelGate(ops, block.gate, y, batch, order);
     if (tap) {

@@ -28,7 +28,7 @@ export function ss2d<M extends Mat>(ops: BackboneOps<M>, model: VMambaModel, blo
     const y = ops.selectiveScan({
       u: s, delta, B: ops.colSlice(xd, R, R + N), C: ops.colSlice(xd, R + N, R + 2 * N),
       A: d.A, D: d.D, deltaBias: d.dtBias, reverse: false,
-    }, null, L, null).fp;
+    }, null, L, block.outProj).fp;
     if (tap) tap(`${p}.scan_ys.${k}`, y);
     // Every direction visits every row once, so the first scatter initializes the sum.
     ops.scatterTokens(y, batch, order, merged, k > 0, null);

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ptq4vm/math_mode.h"
+
 namespace ptq4vm {
 
 // For every batch b and channel e, over time t (t = 0..L-1, or L-1..0 when reverse):
@@ -28,6 +30,7 @@ struct ScanArgs {
   bool accumulate = false;
   float out_scale = 1.0f;
   float* y = nullptr;            int64_t ldy = 0;
+  MathMode math = MathMode::exact;  // softplus, SiLU(z) and the decays (math_mode.h); the reference is always exact
 };
 
 void selective_scan_f32(const ScanArgs& a);
