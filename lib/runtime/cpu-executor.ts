@@ -14,6 +14,31 @@ export interface CpuMat extends Mat {
 /** How quantized linears run on the CPU: real INT8 kernels, their fp32 simulation, or ignored (FP weights). */
 export type QuantMode = 'int8' | 'fake' | 'off';
 
+/**
+ * How repeated forwards of one input shape run (runForward). 'launches': the first forward of a
+ * shape runs the graph and records its kernel calls (and the few JS loops over activations);
+ * later ones replay the recording back to back, without the graph code, the executor's
+ * bookkeeping or the cache misses of JS run between kernels. 'off': the graph runs every time.
+ */
+export type CpuReplay = 'launches' | 'off';
+
+/** The replay mode PTQ4VM_CPU_REPLAY asks for (off | launches), else 'launches'. */
+export function cpuReplayFromEnv(): CpuReplay {
+  return process.env.PTQ4VM_CPU_REPLAY === 'off' ? 'off' : 'launches';
+}
+
+/** One recorded forward (see CpuReplay). */
+interface CpuRecording {
+  /** Every kernel call and activation loop of the forward, in order. */
+  readonly launches: (() => void)[];
+  /** The images the recorded calls read: each replay points it at its own input first. */
+  readonly input: { data: Float32Array };
+  /** The logits matrix (the one toHost read). */
+  output: CpuMat | null;
+  /** False once the forward did something a replay cannot repeat (see runForward). */
+  valid: boolean;
+}
+
 /** u8 codes of an activation, quantized by a fused producer for one specific linear. */
 export interface QuantizedRows {
   site: LinearSite;
@@ -72,9 +97,17 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   private readonly codePool = new Map<number, Uint8Array[]>();
   private codeScopes: Uint8Array[][] = [[]];
 
+  /** See CpuReplay; only runForward records and replays. */
+  readonly replay: CpuReplay;
+  /** Recorded forwards by input shape. */
+  private readonly recordings = new Map<string, CpuRecording>();
+  /** The forward being recorded, if any. */
+  private recording: CpuRecording | null = null;
+
   /** opts.quantizedMath overrides the choice (and the environment) for tests and benchmarks. */
-  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean; quantizedMath?: MathMode } = {}) {
+  constructor(opts: { quantMode?: QuantMode; fuseDtProj?: boolean; quantizedMath?: MathMode; replay?: CpuReplay } = {}) {
     this.quantMode = opts.quantMode ?? 'int8';
+    this.replay = opts.replay ?? 'off';
     this.fuseDtProj = opts.fuseDtProj ?? true;
     this.quantizedMath =
       opts.quantizedMath ?? (this.quantMode === 'off' || process.env.PTQ4VM_EXACT_SCAN === '1' ? 'exact' : 'fast');
@@ -82,6 +115,58 @@ export class CpuExecutor implements ModelOps<CpuMat> {
 
   get precision(): string {
     return { int8: 'int8', fake: 'fake-quant', off: 'fp32' }[this.quantMode];
+  }
+
+  // ---- recording and replay
+
+  /**
+   * One forward of `images` to logits: `forward` builds it with this executor's ops (it must read
+   * `images` only through patchEmbed / conv2dImages). With replay 'launches' the first forward
+   * of an input shape is recorded and the later ones replay it; a forward that reads anything
+   * back but its output, or copies host data in (fromHost), is not kept, and runs every time.
+   * The model (weights, quantization) must not change between forwards of one executor.
+   */
+  runForward(images: Tensor<'F32'>, forward: () => CpuMat): Float32Array {
+    const key = images.shape.join('x');
+    const rec = this.replay === 'launches' ? this.recordings.get(key) : undefined;
+    if (rec) {
+      rec.input.data = images.data;
+      for (const f of rec.launches) f();
+      return this.copyOut(rec.output!);
+    }
+    if (this.replay === 'launches') this.recording = { launches: [], input: { data: images.data }, output: null, valid: true };
+    try {
+      const logits = this.toHost(forward());
+      const r = this.recording;
+      if (r?.valid && r.output) this.recordings.set(key, r);
+      return logits;
+    } finally {
+      this.recording = null;
+      this.endForward();
+    }
+  }
+
+  /** How many input shapes have a recorded forward (tests). */
+  get recordedShapes(): number {
+    return this.recordings.size;
+  }
+
+  /** Runs a kernel call (or a JS loop over activations) now and, while recording, keeps it for replay. */
+  private launch(f: () => void): void {
+    f();
+    const r = this.recording;
+    if (r) {
+      if (r.output) r.valid = false; // an op after the read-back: not a plain forward
+      r.launches.push(f);
+    }
+  }
+
+  /** The images of the forward: a slot a replay repoints (the recording's), else the array itself. */
+  private inputOf(images: Tensor<'F32'>): { data: Float32Array } {
+    const r = this.recording;
+    if (!r) return { data: images.data };
+    if (r.input.data !== images.data) r.valid = false; // not the images runForward was given
+    return r.input;
   }
 
   // ---- memory
@@ -150,6 +235,15 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   }
 
   toHost(m: CpuMat): Float32Array {
+    const r = this.recording;
+    if (r) {
+      if (r.output) r.valid = false; // a second read-back (taps)
+      else r.output = m;
+    }
+    return this.copyOut(m);
+  }
+
+  private copyOut(m: CpuMat): Float32Array {
     const out = new Float32Array(m.rows * m.cols);
     for (let r = 0; r < m.rows; r++) out.set(m.data.subarray(r * m.ld, r * m.ld + m.cols), r * m.cols);
     return out;
@@ -157,6 +251,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
 
   /** Wraps host data as a matrix (copied into a pooled buffer). */
   fromHost(data: Float32Array, rows: number, cols: number): CpuMat {
+    if (this.recording) this.recording.valid = false; // host data a replay would not see change
     const m = this.alloc(rows, cols);
     m.data.set(data.subarray(0, rows * cols));
     return m;
@@ -170,7 +265,8 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const gh = Math.floor((H - P) / stride) + 1;
     const gw = Math.floor((W - P) / stride) + 1;
     const out = this.alloc(B * gh * gw, D);
-    this.k.patchEmbedF32(B, C, H, W, P, stride, images.data, weight.data, bias.data, D, out.data);
+    const input = this.inputOf(images);
+    this.launch(() => this.k.patchEmbedF32(B, C, H, W, P, stride, input.data, weight.data, bias.data, D, out.data));
     return out;
   }
 
@@ -181,17 +277,19 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const out = this.alloc(batch * L, D);
     const o = out.data, pos = posEmbed.data, cls = clsToken.data, src = patches.data, ld = patches.ld;
     // Plain index loops: a typed-array view per token cost ~1 ms of a Vim-Ti batch-8 forward.
-    for (let b = 0; b < batch; b++) {
-      for (let t = 0; t < L; t++) {
-        const dst = (b * L + t) * D, p = t * D;
-        if (t === clsPos) {
-          for (let j = 0; j < D; j++) o[dst + j] = cls[j]! + pos[p + j]!;
-        } else {
-          const s = (b * G + (t < clsPos ? t : t - 1)) * ld;
-          for (let j = 0; j < D; j++) o[dst + j] = src[s + j]! + pos[p + j]!;
+    this.launch(() => {
+      for (let b = 0; b < batch; b++) {
+        for (let t = 0; t < L; t++) {
+          const dst = (b * L + t) * D, p = t * D;
+          if (t === clsPos) {
+            for (let j = 0; j < D; j++) o[dst + j] = cls[j]! + pos[p + j]!;
+          } else {
+            const s = (b * G + (t < clsPos ? t : t - 1)) * ld;
+            for (let j = 0; j < D; j++) o[dst + j] = src[s + j]! + pos[p + j]!;
+          }
         }
       }
-    }
+    });
     return out;
   }
 
@@ -204,12 +302,12 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     if (fused) {
       // INT8: in_proj's quantized input straight from the norm; the fp32 rows are never written.
       const codes = this.allocCodes(rows * D);
-      this.k.addRmsNormQuantizeF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, null,
-        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, D);
+      this.launch(() => this.k.addRmsNormQuantizeF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, null,
+        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, D));
       return { residual: res, normed: { quantized: { site: next!, codes, ld: D } satisfies QuantizedRows } };
     }
     const normed = this.alloc(rows, D);
-    this.k.addRmsNormF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, normed.data);
+    this.launch(() => this.k.addRmsNormF32(rows, D, x.data, residual ? residual.data : null, res.data, weight.data, eps, normed.data));
     return { residual: res, normed: { fp: normed } };
   }
 
@@ -220,8 +318,8 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     if (!a) throw new Error(`${site.name}: the CPU executor needs the fp32 input`);
     const out = this.alloc(a.rows, site.outFeatures);
     if (!q) {
-      const gemm = () => this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data,
-        site.inFeatures, site.bias ? site.bias.data : null, false, out.data, out.ld);
+      const gemm = () => this.launch(() => this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, a.data, a.ld, site.weight.data,
+        site.inFeatures, site.bias ? site.bias.data : null, false, out.data, out.ld));
       if (this.defersDtProj(site)) {
         return this.deferDtProj(out, gemm, { dtProjF32: { R: site.inFeatures, x: a.data, ldx: a.ld, weight: site.weight.data } });
       }
@@ -231,9 +329,9 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const cache = this.cacheFor(site, q);
     // Simulation: dequantize(quantize(x/σ)) · dequantize(qweight)ᵀ in fp32.
     const deq = this.fakeQuantizeActivation(a, cache);
-    cache.dequantWeight ??= dequantizeWeights(q, site.outFeatures, site.inFeatures);
-    this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, deq.data, deq.ld, cache.dequantWeight, site.inFeatures,
-      site.bias ? site.bias.data : null, false, out.data, out.ld);
+    const weight = (cache.dequantWeight ??= dequantizeWeights(q, site.outFeatures, site.inFeatures));
+    this.launch(() => this.k.gemmF32(false, true, a.rows, site.outFeatures, site.inFeatures, deq.data, deq.ld, weight, site.inFeatures,
+      site.bias ? site.bias.data : null, false, out.data, out.ld));
     return out;
   }
 
@@ -245,12 +343,12 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     if (fused) {
       // The scan needs the fp32 values, x_proj their quantization: both from one pass.
       const codes = this.allocCodes(x.rows * E);
-      this.k.causalConv1dSiluQuantizeF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, out.data, out.ld,
-        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, E, siluMath);
+      this.launch(() => this.k.causalConv1dSiluQuantizeF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, out.data, out.ld,
+        fused.period, fused.invSmooth ?? null, fused.invScale, fused.zero, fused.qmax, codes, E, siluMath));
       return { fp: out, quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
     }
-    this.k.causalConv1dF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, true, out.data, out.ld,
-      siluMath);
+    this.launch(() => this.k.causalConv1dF32(x.rows / L, L, E, weight.dim(1), x.data, x.ld, weight.data, bias.data, reverse, true, out.data, out.ld,
+      siluMath));
     return { fp: out };
   }
 
@@ -274,20 +372,22 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     if (fused) {
       // INT8: the combined, gated output goes straight to out_proj's u8 input.
       const codes = this.allocCodes(z.rows * E);
-      this.k.selectiveScanBidirF32({ ...args, q: codes, ldq: E, quant: fused });
+      this.launch(() => this.k.selectiveScanBidirF32({ ...args, q: codes, ldq: E, quant: fused }));
       return { quantized: { site: next, codes, ld: E } satisfies QuantizedRows };
     }
     const y = this.alloc(z.rows, E);
-    this.k.selectiveScanBidirF32({ ...args, y: y.data, ldy: y.ld });
+    this.launch(() => this.k.selectiveScanBidirF32({ ...args, y: y.data, ldy: y.ld }));
     return { fp: y };
   }
 
   gatherRows(m: CpuMat, start: number, step: number, count: number): CpuMat {
     const out = this.alloc(count, m.cols);
-    for (let i = 0; i < count; i++) {
-      const r = start + i * step;
-      out.data.set(m.data.subarray(r * m.ld, r * m.ld + m.cols), i * m.cols);
-    }
+    this.launch(() => {
+      for (let i = 0; i < count; i++) {
+        const r = start + i * step;
+        out.data.set(m.data.subarray(r * m.ld, r * m.ld + m.cols), i * m.cols);
+      }
+    });
     return out;
   }
 
@@ -329,14 +429,14 @@ export class CpuExecutor implements ModelOps<CpuMat> {
         scale = new Float32Array(rows);
         invScale = new Float32Array(rows);
         zero = new Int32Array(rows);
-        this.k.quantizeParamsDynamic(rows, K, a.data, a.ld, c.invSmooth, c.qmax, scale, invScale, zero);
+        this.launch(() => this.k.quantizeParamsDynamic(rows, K, a.data, a.ld, c.invSmooth, c.qmax, scale, invScale, zero));
       }
-      this.k.quantizeU8(rows, K, period, a.data, a.ld, c.invSmooth, invScale, zero, c.qmax, codes, K);
+      this.launch(() => this.k.quantizeU8(rows, K, period, a.data, a.ld, c.invSmooth, invScale, zero, c.qmax, codes, K));
     }
     const out = this.alloc(rows, N);
     const packed = c.packed;
-    const gemm = () => this.k.gemmU8S8F32(rows, N, K, codes, ld, packed, scale, zero, period, q.wscale, site.bias ? site.bias.data : null,
-      false, out.data, out.ld);
+    const gemm = () => this.launch(() => this.k.gemmU8S8F32(rows, N, K, codes, ld, packed, scale, zero, period, q.wscale, site.bias ? site.bias.data : null,
+      false, out.data, out.ld));
     if (this.defersDtProj(site)) {
       return this.deferDtProj(out, gemm, { dtProj: { R: K, q: codes, ldq: ld, period, aScale: scale, aZero: zero, qweight: q.qweight, wScale: q.wscale } });
     }
@@ -393,19 +493,21 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       scale = new Float32Array(rows);
       invScale = new Float32Array(rows);
       zero = new Int32Array(rows);
-      this.k.quantizeParamsDynamic(rows, cols, a.data, a.ld, c.invSmooth, qmax, scale, invScale, zero);
+      this.launch(() => this.k.quantizeParamsDynamic(rows, cols, a.data, a.ld, c.invSmooth, qmax, scale, invScale, zero));
     }
     const codes = this.allocCodes(rows * cols);
-    this.k.quantizeU8(rows, cols, period, a.data, a.ld, c.invSmooth, invScale, zero, qmax, codes, cols);
+    this.launch(() => this.k.quantizeU8(rows, cols, period, a.data, a.ld, c.invSmooth, invScale, zero, qmax, codes, cols));
     const out = this.alloc(rows, cols);
     const d = out.data;
-    for (let r = 0; r < rows; r++) {
-      const p = r % period;
-      const s = scale[p]!;
-      const z = zero[p]!;
-      const o = r * cols;
-      for (let j = 0; j < cols; j++) d[o + j] = (codes[o + j]! - z) * s;
-    }
+    this.launch(() => {
+      for (let r = 0; r < rows; r++) {
+        const p = r % period;
+        const s = scale[p]!;
+        const z = zero[p]!;
+        const o = r * cols;
+        for (let j = 0; j < cols; j++) d[o + j] = (codes[o + j]! - z) * s;
+      }
+    });
     return out;
   }
 
@@ -417,79 +519,79 @@ export class CpuExecutor implements ModelOps<CpuMat> {
 
   gatherTokens(x: CpuMat, batch: number, order: TokenOrder): CpuMat {
     const out = this.alloc(batch * order.steps, x.cols);
-    this.bk.gatherTokensF32(batch, order.rows, order.steps, x.cols, x.data, x.ld, order.gather, out.data, out.ld);
+    this.launch(() => this.bk.gatherTokensF32(batch, order.rows, order.steps, x.cols, x.data, x.ld, order.gather, out.data, out.ld));
     return out;
   }
 
   scatterTokens(y: CpuMat, batch: number, order: TokenOrder, out: CpuMat, accumulate: boolean, gate: CpuMat | null): void {
     if (gate && gate.ld !== gate.cols) throw new Error('scatterTokens: the gate must be contiguous');
-    this.bk.scatterTokensF32(batch, order.steps, order.rows, y.cols, y.data, y.ld, order.scatter, gate ? gate.data : null, accumulate, out.data, out.ld);
+    this.launch(() => this.bk.scatterTokensF32(batch, order.steps, order.rows, y.cols, y.data, y.ld, order.scatter, gate ? gate.data : null, accumulate, out.data, out.ld));
   }
 
   layerNorm(x: CpuMat, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.layerNormF32(x.rows, x.cols, x.data, x.ld, weight.data, bias ? bias.data : null, eps, out.data, out.ld);
+    this.launch(() => this.bk.layerNormF32(x.rows, x.cols, x.data, x.ld, weight.data, bias ? bias.data : null, eps, out.data, out.ld));
     return { fp: out };
   }
 
   layerNormTokenMean(x: CpuMat, batch: number, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, eps: number, select: TokenOrder | null): CpuMat {
     const out = this.alloc(batch, x.cols);
-    this.bk.layerNormTokenMeanF32(batch, x.rows / batch, x.cols, x.data, x.ld, select ? select.scatter : null, weight.data, bias ? bias.data : null, eps, out.data);
+    this.launch(() => this.bk.layerNormTokenMeanF32(batch, x.rows / batch, x.cols, x.data, x.ld, select ? select.scatter : null, weight.data, bias ? bias.data : null, eps, out.data));
     return out;
   }
 
   selectiveScan(d: ScanDirection<CpuMat>, z: CpuMat | null, L: number, next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const E = d.u.cols;
     const y = this.alloc(d.u.rows, E);
-    this.k.selectiveScanF32({
+    this.launch(() => this.k.selectiveScanF32({
       B: d.u.rows / L, L, E, N: d.B.cols,
       u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
       Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, z: z ? z.data : null, ldz: z ? z.ld : 0,
       deltaBias: d.deltaBias, deltaSoftplus: true, reverse: d.reverse, y: y.data, ldy: y.ld,
       math: next ? this.mathFeeding(next) : 'exact',
-    });
+    }));
     return { fp: y };
   }
 
   gelu(x: CpuMat, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.geluF32(x.rows, x.cols, x.data, x.ld, out.data, out.ld);
+    this.launch(() => this.bk.geluF32(x.rows, x.cols, x.data, x.ld, out.data, out.ld));
     return { fp: out };
   }
 
   sigmoid(x: CpuMat): CpuMat {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.sigmoidF32(x.rows, x.cols, x.data, x.ld, out.data, out.ld);
+    this.launch(() => this.bk.sigmoidF32(x.rows, x.cols, x.data, x.ld, out.data, out.ld));
     return out;
   }
 
   mulSilu(x: CpuMat, z: CpuMat, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.mulSiluF32(x.rows, x.cols, x.data, x.ld, z.data, z.ld, out.data, out.ld);
+    this.launch(() => this.bk.mulSiluF32(x.rows, x.cols, x.data, x.ld, z.data, z.ld, out.data, out.ld));
     return { fp: out };
   }
 
   add(a: CpuMat, b: CpuMat): CpuMat {
     const out = this.alloc(a.rows, a.cols);
-    this.bk.addF32(a.rows, a.cols, a.data, a.ld, b.data, b.ld, out.data, out.ld);
+    this.launch(() => this.bk.addF32(a.rows, a.cols, a.data, a.ld, b.data, b.ld, out.data, out.ld));
     return out;
   }
 
   addPositions(x: CpuMat, batch: number, table: Tensor<'F32'>): CpuMat {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.addPositionsF32(batch, x.rows / batch, x.cols, x.data, x.ld, table.data, out.data, out.ld);
+    this.launch(() => this.bk.addPositionsF32(batch, x.rows / batch, x.cols, x.data, x.ld, table.data, out.data, out.ld));
     return out;
   }
 
   rope(x: CpuMat, batch: number, cos: Tensor<'F32'>, sin: Tensor<'F32'>): CpuMat {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.ropeF32(batch, x.rows / batch, x.cols, x.data, x.ld, cos.data, sin.data, out.data, out.ld);
+    this.launch(() => this.bk.ropeF32(batch, x.rows / batch, x.cols, x.data, x.ld, cos.data, sin.data, out.data, out.ld));
     return out;
   }
 
   meanTokens(x: CpuMat, batch: number): CpuMat {
     const out = this.alloc(batch, x.cols);
-    this.bk.tokenMeanF32(batch, x.rows / batch, x.cols, x.data, x.ld, out.data);
+    this.launch(() => this.bk.tokenMeanF32(batch, x.rows / batch, x.cols, x.data, x.ld, out.data));
     return out;
   }
 
@@ -498,7 +600,8 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const [Cout, , K] = weight.shape as [number, number, number, number];
     const grid = { H: Math.floor((H + 2 * pad - K) / stride) + 1, W: Math.floor((W + 2 * pad - K) / stride) + 1 };
     const out = this.alloc(B * grid.H * grid.W, Cout);
-    this.bk.conv2dF32(B, C, H, W, true, images.data, Cout, K, stride, pad, weight.data, bias ? bias.data : null, out.data);
+    const input = this.inputOf(images);
+    this.launch(() => this.bk.conv2dF32(B, C, H, W, true, input.data, Cout, K, stride, pad, weight.data, bias ? bias.data : null, out.data));
     return { out, grid };
   }
 
@@ -507,13 +610,13 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const [Cout, Cin, K] = weight.shape as [number, number, number, number];
     const grid = { H: Math.floor((g.H + 2 * pad - K) / stride) + 1, W: Math.floor((g.W + 2 * pad - K) / stride) + 1 };
     const out = this.alloc(batch * grid.H * grid.W, Cout);
-    this.bk.conv2dF32(batch, Cin, g.H, g.W, false, x.data, Cout, K, stride, pad, weight.data, bias ? bias.data : null, out.data);
+    this.launch(() => this.bk.conv2dF32(batch, Cin, g.H, g.W, false, x.data, Cout, K, stride, pad, weight.data, bias ? bias.data : null, out.data));
     return { out, grid };
   }
 
   depthwiseConv2d(x: CpuMat, batch: number, g: Grid, weight: Tensor<'F32'>, bias: Tensor<'F32'> | null, silu: boolean, _next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const out = this.alloc(x.rows, x.cols);
-    this.bk.depthwiseConv2dF32(batch, g.H, g.W, x.cols, x.data, x.ld, weight.dim(-1), weight.data, bias ? bias.data : null, silu, out.data, out.ld);
+    this.launch(() => this.bk.depthwiseConv2dF32(batch, g.H, g.W, x.cols, x.data, x.ld, weight.dim(-1), weight.data, bias ? bias.data : null, silu, out.data, out.ld));
     return { fp: out };
   }
 
@@ -521,7 +624,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     if (x.ld !== x.cols) throw new Error('patchMerge: the input must be contiguous');
     const grid = { H: Math.ceil(g.H / 2), W: Math.ceil(g.W / 2) };
     const out = this.alloc(batch * grid.H * grid.W, 4 * x.cols);
-    this.bk.patchMergeF32(batch, g.H, g.W, x.cols, x.data, out.data);
+    this.launch(() => this.bk.patchMergeF32(batch, g.H, g.W, x.cols, x.data, out.data));
     return { out, grid };
   }
 }

@@ -5,7 +5,7 @@ import { imageShapeProblem, modelInput } from '../models/common/input.js';
 import { vimForward } from '../models/vim/graph.js';
 import { VimModel } from '../models/vim/model.js';
 import { formatShape, Tensor } from '../tensor/tensor.js';
-import { CpuExecutor, type QuantMode } from './cpu-executor.js';
+import { CpuExecutor, cpuReplayFromEnv, type CpuReplay, type QuantMode } from './cpu-executor.js';
 import { CudaExecutor, type CudaReplay, type CudaScanMode } from './cuda-executor.js';
 import { cudaAvailability } from '../backend/cuda-kernels.js';
 import { InputError } from './errors.js';
@@ -52,8 +52,12 @@ export class ModelRunner {
    *
    * LocalVim, VMamba and LocalVMamba models run on the CPU only for now: fp32, and once quantized
    * int8 (the default for a quantized model) or fake-quant; fp16 or another device is an InputError.
+   *
+   * On the CPU, repeated forwards of one batch shape replay the first one's kernel calls
+   * (`cpuReplay`, default PTQ4VM_CPU_REPLAY or 'launches'; see CpuReplay).
    */
-  constructor(model: RunnableModel, opts: { device?: Device; precision?: Precision; scan?: CudaScanMode; replay?: CudaReplay } = {}) {
+  constructor(model: RunnableModel, opts: { device?: Device; precision?: Precision; scan?: CudaScanMode; replay?: CudaReplay; cpuReplay?: CpuReplay } = {}) {
+    const cpuReplay = opts.cpuReplay ?? cpuReplayFromEnv();
     if (!(model instanceof VimModel)) {
       const family = FAMILY_NAMES[model.arch];
       const precision = opts.precision ?? (model.isQuantized ? 'int8' : 'fp32');
@@ -66,7 +70,7 @@ export class ModelRunner {
       this.model = model;
       this.device = 'cpu';
       this.precision = precision;
-      const ops = new CpuExecutor({ quantMode: precision === 'fake-quant' ? 'fake' : precision === 'int8' ? 'int8' : 'off' });
+      const ops = new CpuExecutor({ quantMode: precision === 'fake-quant' ? 'fake' : precision === 'int8' ? 'int8' : 'off', replay: cpuReplay });
       this.ops = ops as unknown as ModelOps<Mat>;
       this.backboneOps = ops as unknown as BackboneOps<Mat>;
       return;
@@ -99,7 +103,7 @@ export class ModelRunner {
     }
     if (precision === 'fp16') throw new InputError('fp16 runs on --device cuda only');
     const quantMode: QuantMode = precision === 'fake-quant' ? 'fake' : precision === 'fp32' ? 'off' : 'int8';
-    this.ops = new CpuExecutor({ quantMode }) as unknown as ModelOps<Mat>;
+    this.ops = new CpuExecutor({ quantMode, replay: cpuReplay }) as unknown as ModelOps<Mat>;
   }
 
   /**
@@ -115,14 +119,7 @@ export class ModelRunner {
     const chunk = this.device === 'cpu' && this.model instanceof VimModel
       ? Math.max(1, Math.floor(CPU_CHUNK_ELEMENTS / (this.model.dims.seqLen * this.model.config.embed_dim)))
       : B;
-    const run = (part: Tensor<'F32'>): Float32Array => {
-      try {
-        const m = this.model;
-        return this.ops.toHost(m instanceof VimModel ? vimForward(this.ops, m, part) : backboneForward(this.backboneOps!, m, part));
-      } finally {
-        this.ops.endForward();
-      }
-    };
+    const run = (part: Tensor<'F32'>): Float32Array => this.logitsOf(part);
     if (chunk >= B) return new Tensor('F32', [B, classes], run(x));
     const logits = new Float32Array(B * classes);
     const per = x.size / B;
@@ -131,6 +128,21 @@ export class ModelRunner {
       logits.set(run(new Tensor('F32', [n, ...x.shape.slice(1)], x.data.subarray(b * per, (b + n) * per))), b * classes);
     }
     return new Tensor('F32', [B, classes], logits);
+  }
+
+  /**
+   * One forward of images that passed checkImages, unsplit: logits [B · classes]. On the CPU
+   * through CpuExecutor.runForward (replayed after the first forward of a shape, see CpuReplay).
+   */
+  logitsOf(x: Tensor<'F32'>): Float32Array {
+    const m = this.model;
+    const graph = () => (m instanceof VimModel ? vimForward(this.ops, m, x) : backboneForward(this.backboneOps!, m, x));
+    if (this.ops instanceof CpuExecutor) return this.ops.runForward(x, graph as () => ReturnType<CpuExecutor['alloc']>);
+    try {
+      return this.ops.toHost(graph());
+    } finally {
+      this.ops.endForward();
+    }
   }
 }
 

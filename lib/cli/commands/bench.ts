@@ -3,15 +3,13 @@ import { cpuKernels } from '../../backend/cpu-kernels.js';
 import { cudaAvailability, cudaKernels, type CudaBufferHandle, type CudaKernels } from '../../backend/cuda-kernels.js';
 import { runtimeInfo } from '../../backend/runtime-info.js';
 import { loadAnyModel, type AnyModel } from '../../models/load.js';
-import type { BackboneOps, Mat, ModelOps } from '../../models/ops.js';
-import { backboneForward } from '../../models/common/forward.js';
 import { describeBackboneConfig } from '../../models/common/family.js';
 import { modelInput } from '../../models/common/input.js';
 import { BACKBONE_ARCHS, isBackboneArch, randomBackboneImages, randomBackboneModel, type BackboneArch } from '../../models/common/random.js';
-import { vimForward } from '../../models/vim/graph.js';
 import { VimModel } from '../../models/vim/model.js';
 import { calibrate } from '../../quant/calibrate.js';
 import { isVimArch, quantizeForSpeed, randomImages, randomVimModel, VIM_ARCHS, type VimArch } from '../../models/vim/random.js';
+import { cpuReplayFromEnv } from '../../runtime/cpu-executor.js';
 import { CudaExecutor } from '../../runtime/cuda-executor.js';
 import { ModelRunner, type Precision } from '../../runtime/forward.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -53,17 +51,11 @@ export function describeMachine(device: Device): string {
   return `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ISA ${info.isa}, ${info.threads} threads`;
 }
 
-/** One timed forward of `ops` on `images`, host images to host logits. */
-function forwardOnce(ops: ModelOps<Mat>, model: AnyModel, images: Tensor<'F32'>): { ms: number; logits: Float32Array } {
-  // A non-Vim model only gets a ModelRunner on the CPU, whose executor has the backbone ops.
-  const forward = model instanceof VimModel ? () => vimForward(ops, model, images) : () => backboneForward(ops as BackboneOps<Mat>, model, images);
+/** One timed forward of the runner on `images` (checked once by the caller), host images to host logits. */
+function forwardOnce(runner: ModelRunner, images: Tensor<'F32'>): { ms: number; logits: Float32Array } {
   const t0 = performance.now();
-  try {
-    const logits = ops.toHost(forward());
-    return { ms: performance.now() - t0, logits };
-  } finally {
-    ops.endForward();
-  }
+  const logits = runner.logitsOf(images);
+  return { ms: performance.now() - t0, logits };
 }
 
 /**
@@ -78,15 +70,15 @@ function forwardOnce(ops: ModelOps<Mat>, model: AnyModel, images: Tensor<'F32'>)
 function timeForwards(runners: ModelRunner[], model: AnyModel, images: Tensor<'F32'>, warmup: number, iters: number, interleave: boolean): number[] {
   const times: number[][] = runners.map(() => []);
   const round = (which: number[]) => {
-    for (const i of which) times[i]!.push(forwardOnce(runners[i]!.ops, model, images).ms);
+    for (const i of which) times[i]!.push(forwardOnce(runners[i]!, images).ms);
   };
   const all = runners.map((_, i) => i);
   if (interleave) {
-    for (const i of all) for (let w = 0; w < warmup; w++) forwardOnce(runners[i]!.ops, model, images);
+    for (const i of all) for (let w = 0; w < warmup; w++) forwardOnce(runners[i]!, images);
     for (let k = 0; k < iters; k++) round(all);
   } else {
     for (const i of all) {
-      for (let w = 0; w < warmup; w++) forwardOnce(runners[i]!.ops, model, images);
+      for (let w = 0; w < warmup; w++) forwardOnce(runners[i]!, images);
       for (let k = 0; k < iters; k++) round([i]);
     }
   }
@@ -303,7 +295,9 @@ A time is the median of --iters forwards from host images to host logits (upload
 kernel, download) after --warmup forwards. On the CPU the precisions take turns (fp32, int8,
 fp32, int8, ...), so a slow spell of a shared machine weighs on both sides of the ratio alike.
 On CUDA the repeated forwards replay as one CUDA graph (PTQ4VM_CUDA_REPLAY=off|launches|graph),
-and "device" is that graph alone, back to back.
+and "device" is that graph alone, back to back. On the CPU they replay the first forward's
+kernel calls without the graph code (PTQ4VM_CPU_REPLAY=off|launches, default launches), as
+every ModelRunner does.
 
 Options:
   --arch A          vim-ti | vim-s | vim-b | local_vim_tiny | local_vim_tiny_middle_cls_token |
@@ -383,7 +377,7 @@ export const benchCommand: Command = {
         }
       }
     }
-    const replay = device === 'cuda' ? (process.env.PTQ4VM_CUDA_REPLAY ?? 'graph') : null;
+    const replay = device === 'cuda' ? (process.env.PTQ4VM_CUDA_REPLAY ?? 'graph') : cpuReplayFromEnv();
     const lines: string[] = [];
     for (const target of targets) {
       const model = await target.load();
@@ -430,8 +424,8 @@ export const benchCommand: Command = {
           const d16 = dev('fp16');
           const d8 = dev('int8');
           json.device_speedup = d16 !== null && d8 !== null ? Math.round((d16 / d8) * 1000) / 1000 : null;
-          json.replay = replay;
         }
+        json.replay = replay;
         json.machine = machine;
         json.quant = quantNote;
         const errs = Object.fromEntries(precisions.flatMap((p) => {
