@@ -100,7 +100,8 @@ test('ptq4vm bench on the CPU: a table, then {"bench":"e2e","arch","batch","devi
   assert.ok(r.out.some((l) => /^ptq4vm bench: vim-ti \(random weights, seed 0\), 24 blocks, D 192, 224², 1000 classes on cpu: .+ISA .+ threads/.test(l)), r.out.join('\n'));
   assert.ok(r.out.some((l) => /speed-only W8A8/.test(l)));
   const json = JSON.parse(r.out.at(-1)!);
-  assert.deepEqual(Object.keys(json).slice(0, 8), ['bench', 'arch', 'batch', 'device', 'fp32_ms', 'int8_ms', 'speedup', 'machine']);
+  assert.deepEqual(Object.keys(json).slice(0, 9), ['bench', 'arch', 'batch', 'device', 'fp32_ms', 'int8_ms', 'speedup', 'replay', 'machine']);
+  assert.equal(json.replay, process.env.PTQ4VM_CPU_REPLAY === 'off' ? 'off' : 'launches');
   assert.equal(json.bench, 'e2e');
   assert.equal(json.arch, 'vim-ti');
   assert.equal(json.batch, 1);
