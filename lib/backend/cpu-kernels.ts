@@ -16,8 +16,13 @@ export interface ScanF32Args {
   N: number;
   u: Float32Array;
   ldu: number;
-  delta: Float32Array;
-  lddelta: number;
+  /** Not read (may be omitted) with dtProj or dtProjF32. */
+  delta?: Float32Array;
+  lddelta?: number;
+  /** Δ from dt_proj's quantized input instead of `delta` (as a selectiveScanBidirF32 direction's). */
+  dtProj?: ScanDtProjInt8;
+  /** Δ from dt_proj's fp32 input instead of `delta` (not with dtProj). */
+  dtProjF32?: ScanDtProjF32;
   /** [E, N], already −exp(A_log). */
   A: Float32Array;
   Bm: Float32Array;
@@ -44,8 +49,8 @@ export interface ScanF32Args {
 }
 
 /**
- * dt_proj as an INT8 linear computed inside `selectiveScanBidirF32` (ScanDtProjInt8 in
- * native/include/ptq4vm/scan_bidir.h): Δ equals, bit for bit, what `gemmU8S8F32(rows, E, R, q,
+ * dt_proj as an INT8 linear computed inside `selectiveScanF32` / `selectiveScanBidirF32`
+ * (ScanDtProjInt8 in native/include/ptq4vm/scan.h): Δ equals, bit for bit, what `gemmU8S8F32(rows, E, R, q,
  * ldq, pack(qweight), aScale, aZero, period, wScale, null, false, Δ, E)` writes, but is never
  * stored. Rows of q are b·L + t in original token order.
  */
@@ -65,8 +70,8 @@ export interface ScanDtProjInt8 {
 }
 
 /**
- * dt_proj as an FP32 linear computed inside `selectiveScanBidirF32` (ScanDtProjF32 in
- * native/include/ptq4vm/scan_bidir.h): Δ[row, e] = Σ_r x[row·ldx + r]·weight[e·R + r], never
+ * dt_proj as an FP32 linear computed inside `selectiveScanF32` / `selectiveScanBidirF32`
+ * (ScanDtProjF32 in native/include/ptq4vm/scan.h): Δ[row, e] = Σ_r x[row·ldx + r]·weight[e·R + r], never
  * stored; equal to `gemmF32(false, true, rows, E, R, x, ldx, weight, R, null, false, Δ, E)` to
  * float rounding (the sum runs in another order).
  */

@@ -543,9 +543,11 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   selectiveScan(d: ScanDirection<CpuMat>, z: CpuMat | null, L: number, next: LinearSite | null): Act<CpuMat> & { fp: CpuMat } {
     const E = d.u.cols;
     const y = this.alloc(d.u.rows, E);
+    const pending = this.pendingDtProj.get(d.delta);
+    const delta = pending ?? { delta: d.delta.data, lddelta: d.delta.ld };
     this.launch(() => this.k.selectiveScanF32({
       B: d.u.rows / L, L, E, N: d.B.cols,
-      u: d.u.data, ldu: d.u.ld, delta: d.delta.data, lddelta: d.delta.ld, A: d.A,
+      u: d.u.data, ldu: d.u.ld, ...delta, A: d.A,
       Bm: d.B.data, ldB: d.B.ld, Cm: d.C.data, ldC: d.C.ld, D: d.D, z: z ? z.data : null, ldz: z ? z.ld : 0,
       deltaBias: d.deltaBias, deltaSoftplus: true, reverse: d.reverse, y: y.data, ldy: y.ld,
       math: next ? this.mathFeeding(next) : 'exact',
@@ -629,8 +631,11 @@ export class CpuExecutor implements ModelOps<CpuMat> {
   }
 }
 
-/** The dt_proj linears of Vim-family blocks (both branches). */
-const DT_PROJ = /(^|\.)dt_proj(_b)?$/;
+/**
+ * The dt_proj linears, whose output only a scan reads: Vim's (dt_proj, dt_proj_b), LocalVim's
+ * (dt_proj_0..), VMamba's and LocalVMamba's (dt_projs.0..).
+ */
+const DT_PROJ = /(^|\.)(dt_proj(_b|_\d+)?|dt_projs\.\d+)$/;
 
 function reciprocal(v: Float32Array): Float32Array {
   const out = new Float32Array(v.length);

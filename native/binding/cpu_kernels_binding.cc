@@ -219,10 +219,71 @@ ObjectArgs options_object(const Args& a, const Napi::CallbackInfo& info, const c
   return ObjectArgs(a, fn, info[0].As<Napi::Object>());
 }
 
+// Zero points must lie in [0, qmax] (the kernels' integer ranges assume it).
+void check_zero_points(const Args& a, const char* name, const int32_t* zero, int64_t n, int qmax) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (zero[i] < 0 || zero[i] > qmax) {
+      a.fail("'" + std::string(name) + "'[" + std::to_string(i) + "] = " + std::to_string(zero[i]) +
+             " is outside [0, " + std::to_string(qmax) + "]");
+    }
+  }
+}
+
+// An input operand's bytes, for the output-overlap checks.
+struct Extent {
+  const void* p;
+  int64_t bytes;
+  const char* name;
+};
+
+// dt_proj computed inside a scan (scan.h): the options object's 'dtProj' {R, q, ldq, period,
+// aScale, aZero, qweight, wScale} or 'dtProjF32' {R, x, ldx, weight} (at most one) over `tokens`
+// rows and E channels, into p or pf; their operands are added to `inputs`. Returns whether one
+// was given (Δ is then computed and 'delta' not read).
+bool parse_dt_proj(const Args& a, const ObjectArgs& o, const std::string& where, int64_t tokens, int64_t E,
+                   ScanDtProjInt8& p, ScanDtProjF32& pf, const ScanDtProjInt8*& p_out,
+                   const ScanDtProjF32*& pf_out, std::vector<Extent>& inputs) {
+  const bool int8_dt = o.has("dtProj"), f32_dt = o.has("dtProjF32");
+  if (int8_dt && f32_dt) a.fail(where + " has both 'dtProj' and 'dtProjF32'; give one");
+  if (int8_dt) {
+    ObjectArgs d = o.object("dtProj");
+    p.R = d.integer("R", 1, 512);  // 512·255·127 < 2^24: exact float sums
+    p.ldq = d.integer("ldq", 0, kMaxDim);
+    const int64_t q_len = strided_extent(a, "dtProj.q", tokens, p.R, p.ldq);
+    p.q = d.u8("q", q_len).data;
+    p.period = d.integer("period", 1, kMaxDim);
+    p.a_scale = d.f32("aScale", p.period).data;
+    auto zero = d.i32("aZero", p.period);
+    check_zero_points(a, "dtProj.aZero", zero.data, p.period, 255);
+    p.a_zero = zero.data;
+    p.qw = d.i8("qweight", checked_mul(a, E, p.R)).data;
+    p.w_scale = d.f32("wScale", E).data;
+    p_out = &p;
+    inputs.push_back({p.q, q_len, "dtProj.q"});
+    inputs.push_back({p.a_scale, p.period * 4, "dtProj.aScale"});
+    inputs.push_back({p.a_zero, p.period * 4, "dtProj.aZero"});
+    inputs.push_back({p.qw, E * p.R, "dtProj.qweight"});
+    inputs.push_back({p.w_scale, E * 4, "dtProj.wScale"});
+  } else if (f32_dt) {
+    ObjectArgs d = o.object("dtProjF32");
+    pf.R = d.integer("R", 1, 512);
+    pf.ldx = d.integer("ldx", 0, kMaxDim);
+    const int64_t x_len = strided_extent(a, "dtProjF32.x", tokens, pf.R, pf.ldx);
+    pf.x = d.f32("x", x_len).data;
+    pf.w = d.f32("weight", checked_mul(a, E, pf.R)).data;
+    pf_out = &pf;
+    inputs.push_back({pf.x, x_len * 4, "dtProjF32.x"});
+    inputs.push_back({pf.w, E * pf.R * 4, "dtProjF32.weight"});
+  }
+  return int8_dt || f32_dt;
+}
+
 // selectiveScanF32({B, L, E, N, u, ldu, delta, lddelta, A, Bm, ldB, Cm, ldC, D?, z?, ldz?,
 //                   deltaBias?, deltaSoftplus = true, reverse = false, accumulate = false,
-//                   outScale = 1, y, ldy, math = 'exact'})
+//                   outScale = 1, y, ldy, math = 'exact', dtProj? | dtProjF32?})
 //   math: 'exact' | 'fast' (MathMode); the reference always computes exactly (in double).
+//   dtProj / dtProjF32 (as selectiveScanBidirF32's directions take them): Δ computed in the
+//   scan; delta and lddelta are then not read.
 template <bool kRef>
 Napi::Value SelectiveScanF32(const Napi::CallbackInfo& info) {
   const char* fn = kRef ? "selectiveScanF32Ref" : "selectiveScanF32";
@@ -234,19 +295,25 @@ Napi::Value SelectiveScanF32(const Napi::CallbackInfo& info) {
   s.E = o.integer("E", 0, kMaxDim);
   s.N = o.integer("N", 1, 4096);
   const int64_t tokens = checked_mul(a, s.B, s.L);
+  std::vector<Extent> dt_inputs;
+  ScanDtProjInt8 dt_proj;
+  ScanDtProjF32 dt_proj_f32;
+  const bool computed_delta = parse_dt_proj(a, o, "the options", tokens, s.E, dt_proj, dt_proj_f32, s.dt_proj,
+                                            s.dt_proj_f32, dt_inputs);
   s.ldu = o.integer("ldu", 0, kMaxDim);
-  s.lddelta = o.integer("lddelta", 0, kMaxDim);
+  s.lddelta = computed_delta && !o.has("lddelta") ? 0 : o.integer("lddelta", 0, kMaxDim);
   s.ldB = o.integer("ldB", 0, kMaxDim);
   s.ldC = o.integer("ldC", 0, kMaxDim);
   s.ldy = o.integer("ldy", 0, kMaxDim);
   const int64_t u_len = strided_extent(a, "u", tokens, s.E, s.ldu);
-  const int64_t d_len = strided_extent(a, "delta", tokens, s.E, s.lddelta);
+  const int64_t d_len = computed_delta ? 0 : strided_extent(a, "delta", tokens, s.E, s.lddelta);
   const int64_t b_len = strided_extent(a, "Bm", tokens, s.N, s.ldB);
   const int64_t c_len = strided_extent(a, "Cm", tokens, s.N, s.ldC);
   const int64_t y_len = strided_extent(a, "y", tokens, s.E, s.ldy);
   const int64_t a_len = checked_mul(a, s.E, s.N);
   auto u = o.f32("u", u_len);
-  auto delta = o.f32("delta", d_len);
+  Span<float> delta;
+  if (!computed_delta) delta = o.f32("delta", d_len);
   auto A = o.f32("A", a_len);
   auto Bm = o.f32("Bm", b_len);
   auto Cm = o.f32("Cm", c_len);
@@ -273,6 +340,10 @@ Napi::Value SelectiveScanF32(const Napi::CallbackInfo& info) {
   check_disjoint(a, "y", y.data, y_len, "D", D.data, D.data ? s.E : 0);
   check_disjoint(a, "y", y.data, y_len, "z", z.data, z_len);
   check_disjoint(a, "y", y.data, y_len, "deltaBias", dbias.data, dbias.data ? s.E : 0);
+  for (const Extent& in : dt_inputs) {
+    check_disjoint(a, "y", static_cast<const uint8_t*>(static_cast<const void*>(y.data)), y_len * 4, in.name,
+                   static_cast<const uint8_t*>(in.p), in.bytes);
+  }
   s.u = u.data;
   s.delta = delta.data;
   s.A = A.data;
@@ -412,15 +483,6 @@ Napi::Value PackedInt8Shape(const Napi::CallbackInfo& info) {
   out.Set("N", double(packed_int8_n(w)));
   out.Set("K", double(packed_int8_k(w)));
   return out;
-}
-
-void check_zero_points(const Args& a, const char* name, const int32_t* zero, int64_t n, int qmax) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (zero[i] < 0 || zero[i] > qmax) {
-      a.fail("'" + std::string(name) + "'[" + std::to_string(i) + "] = " + std::to_string(zero[i]) +
-             " is outside [0, " + std::to_string(qmax) + "]");
-    }
-  }
 }
 
 // Arguments 0..4 of the INT8 GEMMs: M, N, K, A, lda → A's extent.
@@ -637,11 +699,6 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   s.E = o.integer("E", 0, kMaxDim);
   s.N = o.integer("N", 1, 4096);
   const int64_t tokens = checked_mul(a, s.B, s.L);
-  struct Extent {
-    const void* p;
-    int64_t bytes;
-    const char* name;
-  };
   std::vector<Extent> inputs;
   ScanDtProjInt8 dt_proj[2];
   ScanDtProjF32 dt_proj_f32[2];
@@ -649,9 +706,8 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
   for (int k = 0; k < 2; ++k) {
     ObjectArgs d = o.object(dir_names[k]);
     ScanDirectionArgs& sd = s.dir[k];
-    const bool int8_dt = d.has("dtProj"), f32_dt = d.has("dtProjF32");
-    if (int8_dt && f32_dt) a.fail(std::string("'") + dir_names[k] + "' has both 'dtProj' and 'dtProjF32'; give one");
-    const bool computed_delta = int8_dt || f32_dt;
+    const bool computed_delta = parse_dt_proj(a, d, std::string("'") + dir_names[k] + "'", tokens, s.E, dt_proj[k],
+                                              dt_proj_f32[k], sd.dt_proj, sd.dt_proj_f32, inputs);
     sd.ldu = d.integer("ldu", 0, kMaxDim);
     sd.lddelta = computed_delta && !d.has("lddelta") ? 0 : d.integer("lddelta", 0, kMaxDim);
     sd.ldB = d.integer("ldB", 0, kMaxDim);
@@ -661,38 +717,7 @@ Napi::Value SelectiveScanBidirF32(const Napi::CallbackInfo& info) {
     const int64_t b_len = strided_extent(a, "Bm", tokens, s.N, sd.ldB);
     const int64_t c_len = strided_extent(a, "Cm", tokens, s.N, sd.ldC);
     sd.u = d.f32("u", u_len).data;
-    if (d.has("dtProj")) {
-      ObjectArgs p = d.object("dtProj");
-      ScanDtProjInt8& dp = dt_proj[k];
-      dp.R = p.integer("R", 1, 512);  // 512·255·127 < 2^24: exact float sums
-      dp.ldq = p.integer("ldq", 0, kMaxDim);
-      const int64_t q_len = strided_extent(a, "dtProj.q", tokens, dp.R, dp.ldq);
-      dp.q = p.u8("q", q_len).data;
-      dp.period = p.integer("period", 1, kMaxDim);
-      dp.a_scale = p.f32("aScale", dp.period).data;
-      auto zero = p.i32("aZero", dp.period);
-      check_zero_points(a, "dtProj.aZero", zero.data, dp.period, 255);
-      dp.a_zero = zero.data;
-      dp.qw = p.i8("qweight", checked_mul(a, s.E, dp.R)).data;
-      dp.w_scale = p.f32("wScale", s.E).data;
-      sd.dt_proj = &dp;
-      inputs.push_back({dp.q, q_len, "dtProj.q"});
-      inputs.push_back({dp.a_scale, dp.period * 4, "dtProj.aScale"});
-      inputs.push_back({dp.a_zero, dp.period * 4, "dtProj.aZero"});
-      inputs.push_back({dp.qw, s.E * dp.R, "dtProj.qweight"});
-      inputs.push_back({dp.w_scale, s.E * 4, "dtProj.wScale"});
-    } else if (f32_dt) {
-      ObjectArgs p = d.object("dtProjF32");
-      ScanDtProjF32& dp = dt_proj_f32[k];
-      dp.R = p.integer("R", 1, 512);
-      dp.ldx = p.integer("ldx", 0, kMaxDim);
-      const int64_t x_len = strided_extent(a, "dtProjF32.x", tokens, dp.R, dp.ldx);
-      dp.x = p.f32("x", x_len).data;
-      dp.w = p.f32("weight", checked_mul(a, s.E, dp.R)).data;
-      sd.dt_proj_f32 = &dp;
-      inputs.push_back({dp.x, x_len * 4, "dtProjF32.x"});
-      inputs.push_back({dp.w, s.E * dp.R * 4, "dtProjF32.weight"});
-    } else {
+    if (!computed_delta) {
       sd.delta = d.f32("delta", d_len).data;
       inputs.push_back({sd.delta, d_len * 4, "delta"});
     }

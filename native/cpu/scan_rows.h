@@ -93,6 +93,30 @@ inline void block_dt_proj_weights_f32(const ScanDtProjF32& p, int64_t e0, int la
     for (int l = 0; l < W; ++l) wf[r * W + l] = l < lanes ? p.w[(e0 + l) * p.R + r] : 0.0f;
 }
 
+// The dt_proj (INT8 p or FP32 pf, or neither: Δ read from memory) of channel block
+// [e0, e0 + lanes) of batch item b: its weights into wf (R · W floats), codes (the INT8 input
+// codes minus zero points as floats, not read with VNNI) and the block's first row b·L.
+template <typename Load>
+BlockDtProj block_dt_proj(const ScanDtProjInt8* p, const ScanDtProjF32* pf, int64_t b, int64_t L, int64_t e0,
+                          int lanes, float* wf, const float* codes, Load&& load) {
+  BlockDtProj d;
+  if (p) {
+    d.w_sum = block_dt_proj_weights(*p, e0, lanes, wf);
+    d.p = p;
+    d.wf = wf;
+    d.codes = codes;
+    d.w_scale = load(p->w_scale + e0);
+    d.row0 = b * L;
+    d.row0_period = b * L % p->period;
+  } else if (pf) {
+    block_dt_proj_weights_f32(*pf, e0, lanes, wf);
+    d.pf = pf;
+    d.wf = wf;
+    d.row0 = b * L;
+  }
+  return d;
+}
+
 // Σ_r x[r]·wf[r·W + lane] over a row x of R floats and the [R, W] weights, two partial sums.
 inline VecF dt_proj_dot(const float* x, const float* wf, int64_t R) {
   constexpr int W = VecF::kWidth;
@@ -293,19 +317,23 @@ inline void scan_direction(const ScanBlockOperands& d, int64_t L, int64_t N, boo
 template <typename Load>
 ScanBlockOperands block_operands(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b, int64_t e0,
                                  Load&& load) {
-  return {a.u + b * a.L * a.ldu + e0, a.ldu, a.delta + b * a.L * a.lddelta + e0, a.lddelta,
+  const bool delta_computed = a.dt_proj || a.dt_proj_f32;
+  return {a.u + b * a.L * a.ldu + e0, a.ldu, delta_computed ? nullptr : a.delta + b * a.L * a.lddelta + e0, a.lddelta,
           a.Bm + b * a.L * a.ldB, a.ldB, a.Cm + b * a.L * a.ldC, a.ldC, a2t + e0, a2t_ld,
           a.delta_bias ? load(a.delta_bias + e0) : VecF::zero(), a.D ? load(a.D + e0) : VecF::zero(), BlockDtProj{}};
 }
 
+// dt_wf: room for the block's dt_proj weights (R · W floats) when a has dt_proj; dt_codes: its
+// codes table (see BlockDtProj).
 template <int NS, bool Fast>
 void selective_scan_block_impl(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b,
-                               int64_t e0, float* state) {
+                               int64_t e0, float* state, float* dt_wf, const float* dt_codes) {
   constexpr int W = VecF::kWidth;
   const int lanes = a.E - e0 < W ? int(a.E - e0) : W;
   const bool full = lanes == W;
   auto load = [&](const float* p) { return full ? VecF::load(p) : VecF::load_partial(p, lanes); };
-  const ScanBlockOperands d = block_operands(a, a2t, a2t_ld, b, e0, load);
+  ScanBlockOperands d = block_operands(a, a2t, a2t_ld, b, e0, load);
+  d.dt_proj = block_dt_proj(a.dt_proj, a.dt_proj_f32, b, a.L, e0, lanes, dt_wf, dt_codes, load);
   const VecF out_scale = VecF::set1(a.out_scale);
   float* y = a.y + b * a.L * a.ldy + e0;
   const float* z = a.z ? a.z + b * a.L * a.ldz + e0 : nullptr;
@@ -337,19 +365,9 @@ void selective_scan_bidir_block_impl(const BiScanArgs& a, const float* const a2t
   float* wf = dt_wf;  // the directions' dt_proj weights, one after the other
   for (int k = 0; k < 2; ++k) {
     const ScanDirectionArgs& s = a.dir[k];
-    BlockDtProj dtp;
-    if (s.dt_proj) {
-      const VecF w_sum = block_dt_proj_weights(*s.dt_proj, e0, lanes, wf);
-      dtp = {s.dt_proj, nullptr, wf, dt_codes[k], w_sum, load(s.dt_proj->w_scale + e0), b * a.L,
-             b * a.L % s.dt_proj->period};
-      wf += s.dt_proj->R * W;
-    } else if (s.dt_proj_f32) {
-      block_dt_proj_weights_f32(*s.dt_proj_f32, e0, lanes, wf);
-      dtp.pf = s.dt_proj_f32;
-      dtp.wf = wf;
-      dtp.row0 = b * a.L;
-      wf += s.dt_proj_f32->R * W;
-    }
+    const BlockDtProj dtp = block_dt_proj(s.dt_proj, s.dt_proj_f32, b, a.L, e0, lanes, wf, dt_codes[k], load);
+    if (s.dt_proj) wf += s.dt_proj->R * W;
+    else if (s.dt_proj_f32) wf += s.dt_proj_f32->R * W;
     const bool delta_computed = s.dt_proj || s.dt_proj_f32;
     d[k] = {s.u + b * a.L * s.ldu + e0, s.ldu, delta_computed ? nullptr : s.delta + b * a.L * s.lddelta + e0, s.lddelta,
             s.Bm + b * a.L * s.ldB, s.ldB, s.Cm + b * a.L * s.ldC, s.ldC, a2t[k] + e0, a2t_ld,

@@ -26,7 +26,9 @@ namespace ptq4vm::cpu {
 // vector_lanes: floats per vector in this build (E-blocks of the scan are this wide).
 // selective_scan_block: channels [e0, e0 + vector_lanes()) ∩ [0, E) of batch item b; a2t is
 //   A·log2(e) transposed to [N, E] with row stride a2t_ld ≥ E rounded up to 16 (zero-padded, so
-//   a full vector may be read at any e0); state holds N · vector_lanes() floats of scratch.
+//   a full vector may be read at any e0); state holds N · vector_lanes() floats of scratch;
+//   dt_wf R · vector_lanes() floats for dt_proj's weights and dt_codes its codes table, as for
+//   one direction of selective_scan_bidir_block (both unused without dt_proj).
 // eval_math: y[i] = f(x[i]) with this build's vector math (simd.h), so tests can measure ulps.
 // Exp2InRange: the scans' exp2_in_range_f32 (x in [−125, 125] only); the *Fast functions are
 // the reduced-precision ones of MathMode::fast (simd.h).
@@ -44,7 +46,7 @@ enum class MathFn : int { Exp = 0, Exp2, Softplus, Silu, Exp2InRange, Exp2FastIn
                           bool reverse, bool apply_silu, MathMode silu_math, float* out,        \
                           int64_t ldo, const TokenQuantizer* quant, uint8_t* q, int64_t ldq);  \
   void selective_scan_block(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b,    \
-                            int64_t e0, float* state);                                          \
+                            int64_t e0, float* state, float* dt_wf, const float* dt_codes);     \
   void selective_scan_bidir_block(const BiScanArgs& a, const float* const a2t[2],               \
                                   int64_t a2t_ld, int64_t b, int64_t e0, float* fwd_buf,        \
                                   float* state, float* dt_wf, const float* const dt_codes[2]);  \
@@ -65,9 +67,11 @@ namespace avx512 {
 PTQ4VM_VECTOR_ISA_DECLS
 }
 
-// The bidirectional scan built for AVX-512 VNNI (scan_vnni.cpp): dt_proj on vpdpbusd; the
-// drivers take it at Isa::Avx512Vnni instead of avx512's.
+// The scans built for AVX-512 VNNI (scan_vnni.cpp): dt_proj on vpdpbusd; the drivers take
+// them at Isa::Avx512Vnni instead of avx512's.
 namespace vnni {
+void selective_scan_block(const ScanArgs& a, const float* a2t, int64_t a2t_ld, int64_t b, int64_t e0,
+                          float* state, float* dt_wf, const float* dt_codes);
 void selective_scan_bidir_block(const BiScanArgs& a, const float* const a2t[2], int64_t a2t_ld, int64_t b,
                                 int64_t e0, float* fwd_buf, float* state, float* dt_wf,
                                 const float* const dt_codes[2]);

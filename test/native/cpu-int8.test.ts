@@ -320,3 +320,87 @@ describe('CpuExecutor: INT8 dt_proj computed inside the scan', () => {
     ops.endForward();
   });
 });
+
+describe('selectiveScanF32 with dtProj / dtProjF32 (dt_proj inside the single-direction scan of the other backbones)', () => {
+  it('INT8 equals gemmU8S8F32 then the scan bit for bit, FP32 gemmF32 then the scan to rounding; both directions, gated or not; validates', () => {
+    const r = rng(47);
+    const B = 2, L = 13, E = 21, N = 16, R = 7, ldx = R + 2 * N, rows = B * L;
+    const xdbl = f32(rows * ldx, r);
+    const common = {
+      B, L, E, N, u: f32(rows * E, r, -2, 2), ldu: E, A: Float32Array.from({ length: E * N }, (_, i) => -(1 + (i % N)) * r(0.5, 1.5)),
+      Bm: xdbl.subarray(R), ldB: ldx, Cm: xdbl.subarray(R + N), ldC: ldx, D: f32(E, r), deltaBias: f32(E, r, -3, -1), ldy: E,
+    };
+    const z = f32(rows * E, r, -3, 3);
+    const dtProj = {
+      R, q: u8(rows * (R + 1), r), ldq: R + 1, period: L, aScale: f32(L, r, 0.005, 0.01),
+      aZero: Int32Array.from({ length: L }, () => Math.floor(r(0, 256))), qweight: s8(E * R, r), wScale: f32(E, r, 0.005, 0.015),
+    };
+    const dtProjF32 = { R, x: xdbl, ldx, weight: f32(E * R, r, -0.5, 0.5) };
+    const deltaInt8 = new Float32Array(rows * E), deltaF32 = new Float32Array(rows * E);
+    k.gemmU8S8F32(rows, E, R, dtProj.q, dtProj.ldq, k.packInt8Weights(E, R, dtProj.qweight), dtProj.aScale, dtProj.aZero, L, dtProj.wScale, null, false, deltaInt8, E);
+    k.gemmF32(false, true, rows, E, R, xdbl, ldx, dtProjF32.weight, R, null, false, deltaF32, E);
+    for (const reverse of [false, true]) {
+      for (const gate of [{}, { z, ldz: E }]) {
+        const opts = { ...common, ...gate, reverse, math: 'fast' as const };
+        const y = new Float32Array(rows * E), yf = new Float32Array(rows * E);
+        k.selectiveScanF32({ ...opts, delta: deltaInt8, lddelta: E, y });
+        k.selectiveScanF32({ ...opts, dtProj, y: yf });
+        assert.deepEqual(new Uint32Array(yf.buffer), new Uint32Array(y.buffer), `INT8 reverse=${reverse}`);
+        assert.ok(y.some((v) => v !== 0));
+        const y32 = new Float32Array(rows * E), y32f = new Float32Array(rows * E), yr = new Float32Array(rows * E);
+        k.selectiveScanF32({ ...opts, math: 'exact', delta: deltaF32, lddelta: E, y: y32 });
+        k.selectiveScanF32({ ...opts, math: 'exact', dtProjF32, y: y32f });
+        k.selectiveScanF32Ref({ ...opts, dtProjF32, y: yr });
+        for (let i = 0; i < y32.length; i++) {
+          assert.ok(Math.abs(y32f[i]! - y32[i]!) <= 1e-5 * (1 + Math.abs(y32[i]!)), `FP32 fused vs gemm y[${i}]`);
+          assert.ok(Math.abs(y32f[i]! - yr[i]!) <= 2e-5 * (1 + Math.abs(yr[i]!)), `FP32 fused vs ref y[${i}]`);
+        }
+      }
+    }
+    const y = new Float32Array(rows * E);
+    const bad = (extra: object) => () => k.selectiveScanF32({ ...common, y, ...extra } as Parameters<typeof k.selectiveScanF32>[0]);
+    assert.throws(bad({ dtProj, dtProjF32 }), /selectiveScanF32: the options has both 'dtProj' and 'dtProjF32'; give one/);
+    assert.throws(bad({ dtProj: { ...dtProj, R: 0 } }), /'dtProj\.R' must be an integer in \[1, 512\]/);
+    assert.throws(bad({ dtProj: { ...dtProj, aZero: Int32Array.from({ length: L }, () => -1) } }), /dtProj\.aZero/);
+    assert.throws(bad({ dtProjF32: { ...dtProjF32, weight: new Float32Array(E * R - 1) } }), /'dtProjF32\.weight' has \d+ elements, needs 147/);
+    const xOwn = f32(rows * ldx, r);
+    assert.throws(bad({ dtProjF32: { ...dtProjF32, x: xOwn }, y: xOwn.subarray(0, rows * E) }), /'y' must not overlap 'dtProjF32\.x'/);
+    assert.throws(bad({}), /'lddelta' must be an integer/); // without dt_proj, Δ must be given
+  });
+
+  it('CpuExecutor computes the backbones\' dt_proj in their scans: INT8 logits equal the GEMM path\'s bit for bit, FP32 to rounding', async (t) => {
+    const { CpuExecutor } = await import('../../lib/runtime/cpu-executor.js');
+    const { backboneForward } = await import('../../lib/models/common/forward.js');
+    const { loadAnyModel } = await import('../../lib/models/load.js');
+    const { calibrate } = await import('../../lib/quant/calibrate.js');
+    const { syntheticImages } = await import('../../lib/models/common/random.js');
+    const { fixture, NO_FIXTURES } = await import('../helpers.js');
+    for (const [name, H, W] of [['local_vim_small_112pad', 112, 112], ['vmamba_v2v_small', 64, 80], ['local_vssm_small', 56, 56]] as const) {
+      const path = fixture(`backbones/${name}.safetensors`);
+      if (!path) return t.skip(NO_FIXTURES);
+      const model = await loadAnyModel(path);
+      const images = syntheticImages(2, 3, H, W, 5);
+      const logits = (quantMode: 'off' | 'int8', fuseDtProj: boolean) => {
+        const ops = new CpuExecutor({ quantMode, fuseDtProj });
+        let gemms = 0;
+        const k0 = (ops as unknown as { k: Record<string, (...a: unknown[]) => unknown> }).k;
+        const f = quantMode === 'off' ? 'gemmF32' : 'gemmU8S8F32';
+        const orig = k0[f]!;
+        k0[f] = (...a: unknown[]) => { gemms++; return orig(...a); };
+        try {
+          return { y: ops.toHost(backboneForward(ops as never, model as never, images)), gemms };
+        } finally {
+          k0[f] = orig;
+          ops.endForward();
+        }
+      };
+      const fp = [logits('off', true), logits('off', false)];
+      assert.ok(fp[0]!.gemms < fp[1]!.gemms, `${name}: fewer FP32 GEMMs fused (${fp[0]!.gemms} vs ${fp[1]!.gemms})`);
+      for (let i = 0; i < fp[1]!.y.length; i++) assert.ok(Math.abs(fp[0]!.y[i]! - fp[1]!.y[i]!) <= 1e-5 * (1 + Math.abs(fp[1]!.y[i]!)), `${name} fp32 [${i}]`);
+      calibrate(model, images, { method: 'rtn', wbits: 8, abits: 8, granularity: 'per-token-static', seed: 0 });
+      const q = [logits('int8', true), logits('int8', false)];
+      assert.ok(q[0]!.gemms < q[1]!.gemms, `${name}: fewer INT8 GEMMs fused (${q[0]!.gemms} vs ${q[1]!.gemms})`);
+      assert.deepEqual(q[0]!.y, q[1]!.y, `${name}: INT8 logits`);
+    }
+  });
+});

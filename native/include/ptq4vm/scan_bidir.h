@@ -4,33 +4,10 @@
 #include <cstdint>
 
 #include "ptq4vm/math_mode.h"
+#include "ptq4vm/scan.h"
 #include "ptq4vm/token_quant.h"
 
 namespace ptq4vm {
-
-// dt_proj as an INT8 linear computed inside the scan (the INT8 runtime: Δ is never written to
-// memory): Δ[row, e] = fma((float)Σ_r (q[row, r] − zero[p])·qw[e, r] · a_scale[p], w_scale[e], 0)
-// with p = row % period, rows b·L + t: exactly what gemm_u8s8_f32 computes (no bias; dt_proj's
-// bias is the scan's delta_bias). R·255·127 < 2^24 keeps the sums exact in float.
-struct ScanDtProjInt8 {
-  const uint8_t* q = nullptr;       int64_t ldq = 0;  // [B·L, R] activation codes
-  int64_t period = 1;
-  const float* a_scale = nullptr;   // [period]
-  const int32_t* a_zero = nullptr;  // [period]
-  const int8_t* qw = nullptr;       // [E, R]
-  const float* w_scale = nullptr;   // [E]
-  int64_t R = 0;                    // dt_rank, 1..512
-};
-
-// dt_proj as an FP32 linear computed inside the scan (the FP32 runtime, as ScanDtProjInt8 for
-// INT8: Δ is never written to memory): Δ[row, e] = Σ_r x[row, r]·w[e, r], no bias (dt_proj's bias
-// is the scan's delta_bias). The sum's order differs from gemm_f32's, so Δ agrees with the GEMM's
-// to float rounding, not bit for bit.
-struct ScanDtProjF32 {
-  const float* x = nullptr;  int64_t ldx = 0;  // [B·L, R]: dt_proj's input (x_proj's first R columns)
-  const float* w = nullptr;                     // [E, R]
-  int64_t R = 0;                                // dt_rank, 1..512
-};
 
 // One direction's operands, all in original token order (the backward branch's conv output,
 // Δ, B and C are those of the flipped sequence flipped back), token-major with own strides.

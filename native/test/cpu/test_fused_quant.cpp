@@ -177,6 +177,66 @@ void for_each_bidir_case(uint64_t seed, int iters, Check&& check) {
   });
 }
 
+// A random INT8 dt_proj over `rows` rows (codes with row stride ≥ R, per-token scales when
+// period = L) and the Δ [rows, E] gemm_u8s8_f32 writes for it.
+struct Int8DtProjCase {
+  std::vector<uint8_t> codes;
+  std::vector<float> a_scale, w_scale, delta;
+  std::vector<int32_t> a_zero;
+  std::vector<int8_t> qw;
+  ScanDtProjInt8 p;
+};
+Int8DtProjCase make_int8_dt_proj(Rng& rng, int64_t rows, int64_t E, int64_t period) {
+  Int8DtProjCase c;
+  const int64_t R = rng.integer(1, 40), ldq = R + rng.integer(0, 3);
+  c.codes.resize(size_t(rows * ldq));
+  for (auto& v : c.codes) v = uint8_t(rng.integer(0, 255));
+  c.a_scale = rng.floats(size_t(period), 0.01f / std::sqrt(float(R)), 0.03f / std::sqrt(float(R)));
+  c.a_zero.resize(size_t(period));
+  for (auto& z : c.a_zero) z = int32_t(rng.integer(0, 255));
+  c.qw.resize(size_t(E * R));
+  for (auto& w : c.qw) w = int8_t(rng.integer(-127, 127));
+  c.w_scale = rng.floats(size_t(E), 0.005f, 0.015f);
+  c.p = {c.codes.data(), ldq, period, c.a_scale.data(), c.a_zero.data(), c.qw.data(), c.w_scale.data(), R};
+  c.delta.assign(size_t(rows * E), 0.0f);
+  auto packed = pack_int8_weights(E, R, c.qw.data());
+  Int8Epilogue ep;
+  ep.period = period, ep.a_scale = c.a_scale.data(), ep.a_zero = c.a_zero.data(), ep.w_scale = c.w_scale.data();
+  gemm_u8s8_f32(rows, E, R, c.codes.data(), ldq, *packed, ep, c.delta.data(), E);
+  return c;
+}
+
+// A random FP32 dt_proj (input with row stride ≥ R) and the Δ = x · wᵀ gemm_f32 writes for it.
+struct F32DtProjCase {
+  std::vector<float> x, w, delta;
+  ScanDtProjF32 p;
+};
+F32DtProjCase make_f32_dt_proj(Rng& rng, int64_t rows, int64_t E) {
+  F32DtProjCase c;
+  const int64_t R = rng.integer(1, 40), ldx = R + rng.integer(0, 3);
+  c.x = rng.floats(size_t(rows * ldx), -1, 1);
+  c.w = rng.floats(size_t(E * R), -1.5f / std::sqrt(float(R)), 1.5f / std::sqrt(float(R)));
+  c.p = {c.x.data(), ldx, c.w.data(), R};
+  c.delta.assign(size_t(rows * E), 0.0f);
+  gemm_f32(false, true, rows, E, R, c.x.data(), ldx, c.w.data(), R, nullptr, false, c.delta.data(), E);
+  return c;
+}
+
+// One direction of a bidirectional case as a single-direction scan (gated when `gated`).
+ScanArgs single_direction(const BiScanData& s, bool reverse, bool gated, MathMode math) {
+  const BiScanArgs& b = s.args;
+  const ScanDirectionArgs& d = b.dir[reverse ? 1 : 0];
+  ScanArgs a;
+  a.B = b.B, a.L = b.L, a.E = b.E, a.N = b.N;
+  a.u = d.u, a.ldu = d.ldu, a.delta = d.delta, a.lddelta = d.lddelta, a.A = d.A;
+  a.Bm = d.Bm, a.ldB = d.ldB, a.Cm = d.Cm, a.ldC = d.ldC, a.D = d.D, a.delta_bias = d.delta_bias;
+  if (gated) a.z = b.z, a.ldz = b.ldz;
+  a.reverse = reverse;
+  a.math = math;
+  a.ldy = b.E;
+  return a;
+}
+
 }  // namespace
 
 TEST_CASE("selective_scan_bidir_f32: fp32 output and bytes, ragged shapes, every ISA") {
@@ -315,36 +375,18 @@ TEST_CASE("selective_scan_bidir_f32: dt_proj fused (INT8) equals gemm_u8s8_f32 t
   for_each_bidir_case(86, 6, [](BiScanData& s, int iter, Rng& rng) {
     BiScanArgs a = s.args;
     const int64_t rows = a.B * a.L, E = a.E;
-    // Per direction: codes [rows, R] (row stride ldq), per-token scales, int8 weights [E, R].
-    ScanDtProjInt8 dtp[2];
-    std::vector<uint8_t> codes[2];
-    std::vector<float> a_scale[2], w_scale[2], delta[2];
-    std::vector<int32_t> a_zero[2];
-    std::vector<int8_t> qw[2];
-    for (int k = 0; k < 2; ++k) {
-      const int64_t R = rng.integer(1, 40), ldq = R + rng.integer(0, 3), period = iter % 2 ? a.L : 1;
-      codes[k].resize(size_t(rows * ldq));
-      for (auto& c : codes[k]) c = uint8_t(rng.integer(0, 255));
-      a_scale[k] = rng.floats(size_t(period), 0.01f / std::sqrt(float(R)), 0.03f / std::sqrt(float(R)));
-      a_zero[k].resize(size_t(period));
-      for (auto& z : a_zero[k]) z = int32_t(rng.integer(0, 255));
-      qw[k].resize(size_t(E * R));
-      for (auto& w : qw[k]) w = int8_t(rng.integer(-127, 127));
-      w_scale[k] = rng.floats(size_t(E), 0.005f, 0.015f);
-      dtp[k] = {codes[k].data(), ldq, period, a_scale[k].data(), a_zero[k].data(), qw[k].data(), w_scale[k].data(), R};
-      // The unfused path: the INT8 GEMM writes Δ.
-      delta[k].assign(size_t(rows * E), 0.0f);
-      auto packed = pack_int8_weights(E, R, qw[k].data());
-      Int8Epilogue ep;
-      ep.period = period, ep.a_scale = a_scale[k].data(), ep.a_zero = a_zero[k].data(), ep.w_scale = w_scale[k].data();
-      gemm_u8s8_f32(rows, E, R, codes[k].data(), ldq, *packed, ep, delta[k].data(), E);
-    }
+    // Per direction: codes [rows, R], per-token scales, int8 weights [E, R], and the Δ the INT8
+    // GEMM writes (the unfused path).
+    Int8DtProjCase dt[2] = {make_int8_dt_proj(rng, rows, E, iter % 2 ? a.L : 1),
+                            make_int8_dt_proj(rng, rows, E, iter % 2 ? a.L : 1)};
+    ScanDtProjInt8 dtp[2] = {dt[0].p, dt[1].p};
+    const std::vector<float>* delta[2] = {&dt[0].delta, &dt[1].delta};
     auto qp = make_quant(rng, E, a.L, 1.0f, iter % 2 == 0, 255);
     a.quant = qp.q;
     a.ldy = a.ldq = E;
     std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
     std::vector<uint8_t> q_gemm(size_t(rows * E)), q_fused(q_gemm.size()), q_ref(q_gemm.size());
-    for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k].data(), a.dir[k].lddelta = E;
+    for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k]->data(), a.dir[k].lddelta = E;
     a.y = y_gemm.data(), a.q = q_gemm.data();
     selective_scan_bidir_f32(a);
     for (int k = 0; k < 2; ++k) {
@@ -363,7 +405,7 @@ TEST_CASE("selective_scan_bidir_f32: dt_proj fused (INT8) equals gemm_u8s8_f32 t
     CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
     // Only one direction fused: the other reads its Δ.
     a.dir[0].dt_proj = nullptr;
-    a.dir[0].delta = delta[0].data();
+    a.dir[0].delta = delta[0]->data();
     a.y = y_fused.data(), a.q = q_fused.data();
     selective_scan_bidir_f32(a);
     CHECK(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0);
@@ -375,21 +417,14 @@ TEST_CASE("selective_scan_bidir_f32: dt_proj fused (FP32) matches gemm_f32 then 
   for_each_bidir_case(89, 6, [](BiScanData& s, int, Rng& rng) {
     BiScanArgs a = s.args;
     const int64_t rows = a.B * a.L, E = a.E;
-    ScanDtProjF32 dtp[2];
-    std::vector<float> x[2], w[2], delta[2];
-    for (int k = 0; k < 2; ++k) {
-      const int64_t R = rng.integer(1, 40), ldx = R + rng.integer(0, 3);
-      x[k] = rng.floats(size_t(rows * ldx), -1, 1);
-      w[k] = rng.floats(size_t(E * R), -1.5f / std::sqrt(float(R)), 1.5f / std::sqrt(float(R)));
-      dtp[k] = {x[k].data(), ldx, w[k].data(), R};
-      // The unfused path: the FP32 GEMM writes Δ = x · wᵀ.
-      delta[k].assign(size_t(rows * E), 0.0f);
-      gemm_f32(false, true, rows, E, R, x[k].data(), ldx, w[k].data(), R, nullptr, false, delta[k].data(), E);
-    }
+    // Per direction: dt_proj's input and weights, and the Δ the FP32 GEMM writes (the unfused path).
+    F32DtProjCase dt[2] = {make_f32_dt_proj(rng, rows, E), make_f32_dt_proj(rng, rows, E)};
+    ScanDtProjF32 dtp[2] = {dt[0].p, dt[1].p};
+    const std::vector<float>* delta[2] = {&dt[0].delta, &dt[1].delta};
     a.ldy = E;
     a.q = nullptr;
     std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
-    for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k].data(), a.dir[k].lddelta = E;
+    for (int k = 0; k < 2; ++k) a.dir[k].delta = delta[k]->data(), a.dir[k].lddelta = E;
     a.y = y_gemm.data();
     selective_scan_bidir_f32(a);
     for (int k = 0; k < 2; ++k) {
@@ -405,10 +440,57 @@ TEST_CASE("selective_scan_bidir_f32: dt_proj fused (FP32) matches gemm_f32 then 
     CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
     // Only the backward direction fused: the forward one reads its Δ.
     a.dir[0].dt_proj_f32 = nullptr;
-    a.dir[0].delta = delta[0].data();
+    a.dir[0].delta = delta[0]->data();
     std::vector<float> y_half(y_gemm.size());
     a.y = y_half.data();
     selective_scan_bidir_f32(a);
     CHECK(rel_max_err(y_half.data(), y_gemm.data(), y_gemm.size()) < 1e-5);
+  });
+}
+
+TEST_CASE("selective_scan_f32: dt_proj fused (INT8) equals gemm_u8s8_f32 then the scan, bit for bit, every ISA") {
+  for_each_bidir_case(91, 6, [](BiScanData& s, int iter, Rng& rng) {
+    const int64_t rows = s.args.B * s.args.L, E = s.args.E;
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool reverse = variant & 1, gated = variant & 2;
+      const MathMode math = (iter + variant) % 2 ? MathMode::fast : MathMode::exact;
+      const Int8DtProjCase dt = make_int8_dt_proj(rng, rows, E, iter % 2 ? s.args.L : 1);
+      ScanArgs a = single_direction(s, reverse, gated, math);
+      std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
+      a.delta = dt.delta.data(), a.lddelta = E, a.y = y_gemm.data();
+      selective_scan_f32(a);
+      a.delta = nullptr, a.dt_proj = &dt.p, a.y = y_fused.data();
+      selective_scan_f32(a);
+      CHECK_MSG(std::memcmp(y_gemm.data(), y_fused.data(), y_gemm.size() * sizeof(float)) == 0,
+                "fused dt_proj changed y: L=" << a.L << " E=" << E << " R=" << dt.p.R << " reverse " << reverse
+                << " err " << rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size()));
+      if (math == MathMode::exact) {
+        a.y = y_ref.data();
+        selective_scan_f32_ref(a);
+        CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
+      }
+    }
+  });
+}
+
+TEST_CASE("selective_scan_f32: dt_proj fused (FP32) matches gemm_f32 then the scan and the reference, every ISA") {
+  // Δ's sum runs in another order than gemm_f32's, so the two agree to float rounding only.
+  for_each_bidir_case(93, 6, [](BiScanData& s, int, Rng& rng) {
+    const int64_t rows = s.args.B * s.args.L, E = s.args.E;
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool reverse = variant & 1, gated = variant & 2;
+      const F32DtProjCase dt = make_f32_dt_proj(rng, rows, E);
+      ScanArgs a = single_direction(s, reverse, gated, MathMode::exact);
+      std::vector<float> y_gemm(size_t(rows * E)), y_fused(y_gemm.size()), y_ref(y_gemm.size());
+      a.delta = dt.delta.data(), a.lddelta = E, a.y = y_gemm.data();
+      selective_scan_f32(a);
+      a.delta = nullptr, a.dt_proj_f32 = &dt.p, a.y = y_fused.data();
+      selective_scan_f32(a);
+      a.y = y_ref.data();
+      selective_scan_f32_ref(a);
+      CHECK_MSG(rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size()) < 1e-5,
+                "L=" << a.L << " E=" << E << " err " << rel_max_err(y_fused.data(), y_gemm.data(), y_gemm.size()));
+      CHECK(rel_max_err(y_fused.data(), y_ref.data(), y_ref.size()) < 2e-5);
+    }
   });
 }
