@@ -131,8 +131,12 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     const rec = this.replay === 'launches' ? this.recordings.get(key) : undefined;
     if (rec) {
       rec.input.data = images.data;
-      for (const f of rec.launches) f();
-      return this.copyOut(rec.output!);
+      try {
+        for (const f of rec.launches) f();
+        return this.copyOut(rec.output!);
+      } finally {
+        rec.input.data = NO_IMAGES; // the caller's images are not kept alive between forwards
+      }
     }
     if (this.replay === 'launches') this.recording = { launches: [], input: { data: images.data }, output: null, valid: true };
     try {
@@ -141,6 +145,7 @@ export class CpuExecutor implements ModelOps<CpuMat> {
       if (r?.valid && r.output) this.recordings.set(key, r);
       return logits;
     } finally {
+      if (this.recording) this.recording.input.data = NO_IMAGES;
       this.recording = null;
       this.endForward();
     }
@@ -630,6 +635,9 @@ export class CpuExecutor implements ModelOps<CpuMat> {
     return { out, grid };
   }
 }
+
+/** What a recording's input slot points at between forwards. */
+const NO_IMAGES = new Float32Array(0);
 
 /**
  * The dt_proj linears, whose output only a scan reads: Vim's (dt_proj, dt_proj_b), LocalVim's
